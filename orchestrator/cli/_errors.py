@@ -1,0 +1,54 @@
+"""The one place that maps exceptions to messages and exit codes."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from orchestrator.errors import EXIT_INTERNAL, OrchestratorError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("ORCHESTRATOR_DEBUG", "") not in ("", "0", "false", "no")
+
+
+def report(exc: BaseException) -> int:
+    """Print `exc` for a human (stderr) and return the exit code."""
+    if debug_enabled():
+        traceback.print_exception(exc, file=sys.stderr)
+    if isinstance(exc, OrchestratorError):
+        print(f"error: {exc.message}", file=sys.stderr)
+        for line in exc.details:
+            print(f"  - {line}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        print("interrupted", file=sys.stderr)
+        return 130
+    print(f"internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+    if not debug_enabled():
+        print("hint: rerun with ORCHESTRATOR_DEBUG=1 for the traceback", file=sys.stderr)
+    return EXIT_INTERNAL
+
+
+def handle_errors(fn: F) -> F:
+    """Wrap a command so every exception ends as a message and an exit code, never a bare traceback."""
+    import typer
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - this is the one place errors become exit codes
+            raise typer.Exit(report(exc)) from None
+
+    return wrapper  # type: ignore[return-value]

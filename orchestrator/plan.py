@@ -1,0 +1,107 @@
+"""The stage graph of a recipe, described without running anything (`orchestrator plan`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestrator.layout import WorkdirLayout
+from orchestrator.recipe.root import STAGE_ORDER
+
+
+@dataclass
+class StagePlan:
+    name: str
+    runs: bool
+    reason: str = ""
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    where: str = "local (python)"
+    argv: list[str] | None = None
+    files: dict[str, str] = field(default_factory=dict)  # name -> content the stage writes (llm-api YAML)
+    container: dict | None = None
+
+
+def _trtllm_where(recipe) -> str:
+    from orchestrator.images import image_for
+
+    image = image_for(recipe.platform.value, recipe.build.backend.value, recipe.image)
+    runtime = recipe.runtime.value
+    if image is None:
+        return "nowhere: no TRT-LLM image for this platform"
+    arch = recipe.platform_info.arch
+    if runtime == "local":
+        return f"local (TRT-LLM {image.trtllm} tools on PATH)"
+    prefix = "docker" if runtime == "docker" else "auto: local if on PATH, else docker"
+    return f"{prefix} {image.pinned_ref(arch)} ({arch}, TRT-LLM {image.trtllm})"
+
+
+def plan(recipe) -> list[StagePlan]:
+    """One StagePlan per stage in graph order, with skip reasons and the exact TRT-LLM commands."""
+    import yaml
+
+    from orchestrator.stages.build import build_argv
+    from orchestrator.stages.serve import llm_api_options, serve_argv
+
+    root = recipe.resolved_workdir
+    lay = WorkdirLayout(root)
+    plat = recipe.platform_info
+    backend = recipe.build.backend.value
+    stages: dict[str, StagePlan] = {}
+
+    local_model = recipe.model.is_builtin or Path(recipe.model.source).expanduser().exists()
+    stages["fetch"] = StagePlan(
+        "fetch", runs=not local_model,
+        reason="model is local" if local_model else "",
+        inputs=[f"{recipe.model.source}@{recipe.model.revision or 'main'}"],
+        outputs=[str(lay.source_model)], where="local (huggingface_hub)")
+    stages["quantize"] = StagePlan(
+        "quantize", runs=True,
+        inputs=[recipe.model.source, f"calibration {recipe.quantize.calibration.dataset} x"
+                f"{recipe.quantize.calibration.samples}"],
+        outputs=[str(lay.checkpoint_hf), str(lay.modelopt_state)],
+        where=f"local (modelopt, {recipe.quantize.device.value} device)")
+    stages["convert"] = StagePlan(
+        "convert", runs=True, inputs=[str(lay.modelopt_state)], outputs=[str(lay.checkpoint_trtllm)],
+        where="local (modelopt export_tensorrt_llm_checkpoint)")
+    if backend == "pytorch":
+        build = StagePlan("build", runs=False, reason="backend pytorch serves checkpoint-hf directly (no engine)")
+    elif not plat.has_gpu:
+        build = StagePlan("build", runs=False, reason=f"platform {plat.name} has no GPU; trtllm-build needs one",
+                          argv=build_argv(recipe, root))
+    else:
+        build = StagePlan("build", runs=True, inputs=[str(lay.checkpoint_trtllm)], outputs=[str(lay.engine)],
+                          where=_trtllm_where(recipe), argv=build_argv(recipe, root))
+    stages["build"] = build
+    stages["verify"] = StagePlan("verify", runs=True, inputs=[str(lay.checkpoint_hf), str(lay.checkpoint_trtllm)],
+                                 outputs=["(report)"], where="local (safetensors headers)")
+    stages["eval"] = StagePlan("eval", runs=recipe.eval.perplexity.enabled,
+                               reason="" if recipe.eval.perplexity.enabled else "eval.perplexity.enabled is false",
+                               inputs=[recipe.model.source, str(lay.checkpoint_hf)], outputs=[str(lay.eval_json)])
+    stages["card"] = StagePlan("card", runs=True, inputs=[str(lay.manifest)],
+                               outputs=[str(lay.checkpoint_hf / "README.md")])
+    if plat.has_gpu:
+        files = {}
+        options = llm_api_options(recipe)
+        if options:
+            files[str(lay.llm_api_options)] = yaml.safe_dump(options, sort_keys=False)
+        serve = StagePlan("serve", runs=recipe.run.serve or recipe.run.bench,
+                          reason="" if recipe.run.serve else "own command: orchestrator serve",
+                          inputs=[str(lay.engine if backend == "tensorrt" else lay.checkpoint_hf)],
+                          outputs=[f"http://{recipe.serve.host}:{recipe.serve.port}/v1"],
+                          where=_trtllm_where(recipe), argv=serve_argv(recipe, root), files=files)
+    else:
+        serve = StagePlan("serve", runs=recipe.run.serve or recipe.run.bench,
+                          reason="own command: orchestrator serve (CPU reference engine, not TensorRT-LLM)",
+                          outputs=[f"http://{recipe.serve.host}:{recipe.serve.port}/v1"],
+                          where="local (transformers serve: CPU reference engine)")
+    stages["serve"] = serve
+    stages["bench"] = StagePlan("bench", runs=recipe.run.bench,
+                                reason="" if recipe.run.bench else "own command: orchestrator bench",
+                                inputs=[f"http://{recipe.serve.host}:{recipe.serve.port}/v1"],
+                                outputs=[str(lay.bench_json)], where="local (async HTTP client)")
+    for name in STAGE_ORDER:
+        st = stages[name]
+        if st.runs and not recipe.stage_runs(name):
+            st.runs, st.reason = False, f"after run.until ({recipe.run.until.value})"
+    return [stages[name] for name in STAGE_ORDER]

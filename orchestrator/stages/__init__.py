@@ -1,0 +1,1 @@
+"""Stage library functions: quantize, convert, build, serve, verify, eval, bench, card. No CLI code here."""
