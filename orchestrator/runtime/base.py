@@ -1,0 +1,57 @@
+"""The runner seam: what a stage asks of "somewhere to run an argv".
+
+`LocalRunner` (runtime/local.py) runs argv lists as subprocesses; `DockerRunner`
+(runtime/docker.py) runs them in the pinned TRT-LLM image through the docker SDK.
+`runtime/select.py` picks one from the recipe's `runtime: auto|local|docker`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Mount:
+    host: Path
+    container: Path
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
+class Job:
+    """One command to run: argv (never a shell string) plus what it may see."""
+
+    stage: str
+    argv: list[str]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)  # passed explicitly; values never logged
+    secret_env: tuple[str, ...] = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "NGC_API_KEY")
+    mounts: tuple[Mount, ...] = ()
+    cwd: Path | None = None
+    ports: dict[int, tuple[str, int]] = field(default_factory=dict)  # container port -> (host ip, host port)
+
+
+class Handle(Protocol):
+    """A started background job (serve)."""
+
+    def poll(self) -> int | None: ...
+    def stop(self, timeout: float = 30.0) -> int: ...
+    def log_tail(self, lines: int = 30) -> list[str]: ...
+
+
+class Runner(Protocol):
+    name: str
+
+    def path_in_runtime(self, host_path: Path) -> Path:
+        """Where a host path is seen by the command (identity locally, the mount point in a container)."""
+        ...
+
+    def run(self, job: Job) -> int:
+        """Run to completion, streaming and teeing the log; return the exit code."""
+        ...
+
+    def start(self, job: Job) -> Handle:
+        """Start in the background (serve); logs still teed to job.log_path."""
+        ...
