@@ -203,6 +203,7 @@ def train_tokenizer(train_text: str, vocab_size: int):
         model_max_length=1024,
         clean_up_tokenization_spaces=False,
         chat_template=CHAT_TEMPLATE,
+        model_input_names=["input_ids", "attention_mask"],
     )
     return hf_tok
 
@@ -237,7 +238,7 @@ def make_config(args):
         pad_token_id=3,
         use_cache=True,
     )
-    cfg.torch_dtype = torch.bfloat16
+    cfg.dtype = torch.bfloat16  # transformers 4.57 name; config.json also gets "torch_dtype" on save
     dims = {
         "hidden_size": cfg.hidden_size,
         "intermediate_size": cfg.intermediate_size,
@@ -389,7 +390,7 @@ def main(argv=None) -> int:
     assert len(tokenizer) == args.vocab_size, len(tokenizer)
 
     def encode(text):
-        return torch.tensor(tokenizer(text)["input_ids"], dtype=torch.long)
+        return torch.tensor(tokenizer(text, verbose=False)["input_ids"], dtype=torch.long)
 
     ids = {k: encode(splits[k]) for k in ("train", "valid", "heldout", "calibration")}
     print(f"tokenizer: {len(tokenizer)} tokens in {tok_s:.1f}s; tokens: "
@@ -439,7 +440,6 @@ def main(argv=None) -> int:
     history = []
     best = {"valid_loss": float("inf"), "step": -1, "state": None}
     stopped_early_by_time = False
-    ema_loss = None
     model.train()
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -462,9 +462,9 @@ def main(argv=None) -> int:
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
         opt.step()
 
-        if step % 10 == 0 or step == 1:
-            lv = lm_loss.item()
-            ema_loss = lv if ema_loss is None else 0.9 * ema_loss + 0.1 * lv
+        if step in (1, 10, 50):
+            print(f"step {step}: loss {lm_loss.item():.4f} aux {aux.item():.3f} "
+                  f"{time.time() - t_train:.1f}s", flush=True)
         if step % args.eval_every == 0 or step == args.steps:
             v = evaluate(model, ids["valid"], args.seq_len, device, amp_dtype)
             h = evaluate(model, ids["heldout"], args.seq_len, device, amp_dtype)
@@ -492,7 +492,7 @@ def main(argv=None) -> int:
     # ---- (d) final model = best-by-validation, in BF16
     model.load_state_dict(best["state"])
     model = model.to(dtype=torch.bfloat16)
-    model.config.torch_dtype = torch.bfloat16
+    model.config.dtype = torch.bfloat16
     model.generation_config = GenerationConfig(bos_token_id=1, eos_token_id=2, pad_token_id=3)
 
     # Final numbers: the saved BF16 weights, computed in fp32 (reproducible on CPU), and in bf16.

@@ -60,7 +60,10 @@ def local_model_dir(recipe: Recipe) -> Path | None:
     from orchestrator.models import builtin_model_dir
 
     if recipe.model.is_builtin:
-        return builtin_model_dir(recipe.model.source)
+        try:
+            return builtin_model_dir(recipe.model.source)
+        except KeyError:
+            return None
     path = Path(recipe.model.source).expanduser()
     return path if path.exists() else None
 
