@@ -1,0 +1,1 @@
+"""The pipeline: stage graph, fingerprints, skip/resume, manifest, workdir lock."""
