@@ -92,11 +92,19 @@ def _model_source(recipe: Recipe) -> Iterator[Problem]:
 
 @rule
 def _parallel_fits_platform(recipe: Recipe) -> Iterator[Problem]:
-    plat, ckpt = recipe.platform_info, recipe.checkpoint
-    if plat.has_gpu and ckpt.world_size > plat.max_gpus:
+    plat, ckpt, nodes = recipe.platform_info, recipe.checkpoint, recipe.nodes
+    capacity = plat.max_gpus * nodes
+    if plat.has_gpu and ckpt.world_size > capacity:
+        machines = plat.name if nodes == 1 else f"{nodes} x {plat.name}"
         yield Problem("checkpoint.tp", ckpt.tp,
-                      f"tp x pp = {ckpt.world_size} GPUs, but {plat.name} has at most {plat.max_gpus}; "
-                      f"lower checkpoint.tp/pp or pick a larger platform")
+                      f"tp x pp = {ckpt.world_size} GPUs, but {machines} has at most {capacity}; "
+                      f"lower checkpoint.tp/pp, raise nodes (machines serving together) or pick a larger platform")
+    if nodes > 1 and not plat.has_gpu:
+        yield Problem("nodes", nodes, f"multi-node serving needs a GPU platform; {plat.name} has none. Fix: nodes: 1")
+    elif nodes > 1 and ckpt.world_size % nodes != 0:
+        yield Problem("nodes", nodes,
+                      f"tp x pp = {ckpt.world_size} ranks cannot be spread evenly over {nodes} nodes (MPI starts "
+                      f"the same number on each); make checkpoint.tp x pp a multiple of nodes")
     if ckpt.tp % ckpt.ep != 0:
         yield Problem("checkpoint.ep", ckpt.ep,
                       f"must divide checkpoint.tp ({ckpt.tp}): TRT-LLM splits the tp ranks into moe_tp x moe_ep")
@@ -142,11 +150,11 @@ def _backend_has_build(recipe: Recipe) -> Iterator[Problem]:
 @rule
 def _build_options_fit(recipe: Recipe) -> Iterator[Problem]:
     build, fmt = recipe.build, recipe.format_info
-    if build.gemm_plugin is not None and build.gemm_plugin.value == "nvfp4" and not fmt.is_nvfp4:
+    if build.gemm_plugin == "nvfp4" and not fmt.is_nvfp4:
         yield Problem("build.gemm_plugin", "nvfp4",
                       f"the nvfp4 GEMM plugin needs an NVFP4 format, not quantize.format: {fmt.name}; "
                       f"drop it or use {FORMATS[fmt.name].gemm_plugin}")
-    if build.gemm_plugin is not None and build.gemm_plugin.value == "fp8" and fmt.name != "fp8":
+    if build.gemm_plugin == "fp8" and fmt.name != "fp8":
         yield Problem("build.gemm_plugin", "fp8", f"the fp8 GEMM plugin needs quantize.format: fp8, not {fmt.name}")
     if build.backend.value == "pytorch":
         tensorrt_only = {"gemm_plugin": build.gemm_plugin, "moe_plugin": build.moe_plugin,
@@ -202,6 +210,23 @@ def _bench_fits_engine(recipe: Recipe) -> Iterator[Problem]:
     if bench.input_len + bench.output_len > build.max_seq_len:
         yield Problem("bench.output_len", bench.output_len,
                       f"input_len + output_len exceeds build.max_seq_len ({build.max_seq_len})")
+
+
+@rule
+def _trtllm_cli_accepts(recipe: Recipe) -> Iterator[Problem]:
+    """Every flag, value and llm-api key build/serve would pass exists in the pinned TRT-LLM version's CLI."""
+    if not recipe.platform_info.has_gpu:
+        return
+    try:
+        image = image_for(recipe.platform.value, recipe.build.backend.value, recipe.image)
+    except UserError:
+        return  # _backend_has_build reports the image
+    if image is None:
+        return
+    from orchestrator.stages.cli_contract import cli_problems
+
+    for problem in cli_problems(recipe, image):
+        yield Problem(problem.key, problem.value, problem.message)
 
 
 def cross_check(recipe: Recipe) -> list[Problem]:

@@ -46,6 +46,13 @@ class Recipe(Section):
     name: str = Field(description="Deployment name: lowercase letters, digits, '.', '_' and '-'.")
     model: ModelSection = Field(description="The source model.")
     platform: PlatformName = Field(description="Target platform; picks GPU arch, GPU count and image.")
+    # Beside `platform` rather than in `checkpoint:`: it counts machines, and the rank files
+    # are the same whether tp x pp ranks sit on one node or several.
+    nodes: int = Field(
+        default=1, ge=1, le=64,
+        description="How many `platform` machines serve together (e.g. 2 DGX Sparks linked over ConnectX-7); "
+        "checkpoint.tp x pp may use up to nodes x the platform's GPUs, spread evenly over the nodes.",
+    )
     runtime: Runtime = Field(
         default=Runtime.auto,
         description="Where TRT-LLM commands run: local (tools on PATH), docker (pinned image), auto (local if found).",
