@@ -125,7 +125,6 @@ def diagnose(recipe=None) -> Report:
 
 def verdict(recipe, report: Report) -> list[tuple[str, str]]:
     from orchestrator.images import image_for
-    from orchestrator.platforms import PLATFORMS
 
     out: list[tuple[str, str]] = []
     plat, fmt = recipe.platform_info, recipe.format_info
@@ -140,10 +139,11 @@ def verdict(recipe, report: Report) -> list[tuple[str, str]]:
                 out.append(("warn", f"recipe targets {plat.name} ({plat.sm_label}); this machine has {here}"))
             else:
                 out.append(("ok", f"GPU matches {plat.name} ({plat.sm_label})"))
-            if len(report.gpus) < recipe.checkpoint.world_size:
-                out.append(("fail", f"tp x pp = {recipe.checkpoint.world_size} GPUs, found {len(report.gpus)}"))
-            local_sms = [PLATFORMS[p].sm for p in PLATFORMS]
-            if not any(g.sm in fmt.run_sms for g in report.gpus) and any(local_sms):
+            per_node = recipe.checkpoint.world_size // max(recipe.nodes, 1)
+            if len(report.gpus) < per_node:
+                out.append(("fail", f"tp x pp = {recipe.checkpoint.world_size} GPUs over {recipe.nodes} node(s) needs "
+                            f"{per_node} here, found {len(report.gpus)}"))
+            if not any(g.sm in fmt.run_sms for g in report.gpus):
                 out.append(("warn", f"{fmt.name} cannot be built/served on these GPUs ({fmt.why}); "
                             "quantize/convert still run"))
         image = image_for(plat.name, recipe.build.backend.value, recipe.image)

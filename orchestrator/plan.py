@@ -36,12 +36,30 @@ def _trtllm_where(recipe) -> str:
     return f"{prefix} {image.pinned_ref(arch)} ({arch}, TRT-LLM {image.trtllm})"
 
 
+def _docker_runner(recipe, tool: str):
+    """The DockerRunner `tool` would run through (runtime docker, or auto with `tool` not on PATH); else None."""
+    import shutil
+
+    runtime = recipe.runtime.value
+    if runtime == "local" or (runtime == "auto" and shutil.which(tool)):
+        return None
+    from orchestrator.runtime.docker import DockerRunner
+
+    return DockerRunner(recipe)
+
+
+def _container(runner, stage: str, argv: list[str], log_path: Path, ports=None) -> dict | None:
+    from orchestrator.runtime.base import Job
+
+    return runner.container_spec(Job(stage=stage, argv=argv, log_path=log_path, ports=ports or {}))
+
+
 def plan(recipe) -> list[StagePlan]:
     """One StagePlan per stage in graph order, with skip reasons and the exact TRT-LLM commands."""
-    import yaml
-
+    from orchestrator.errors import NotImplementedStage, UserError
     from orchestrator.stages.build import build_argv
-    from orchestrator.stages.serve import llm_api_options, serve_argv
+    from orchestrator.stages.serve import llm_api_yaml, reference_argv, serve_argv
+    from orchestrator.stages.trtllm import shown_path_map
 
     root = recipe.resolved_workdir
     lay = WorkdirLayout(root)
@@ -67,11 +85,14 @@ def plan(recipe) -> list[StagePlan]:
     if backend == "pytorch":
         build = StagePlan("build", runs=False, reason="backend pytorch serves checkpoint-hf directly (no engine)")
     elif not plat.has_gpu:
-        build = StagePlan("build", runs=False, reason=f"platform {plat.name} has no GPU; trtllm-build needs one",
-                          argv=build_argv(recipe, root))
+        build = StagePlan("build", runs=False, reason=f"platform {plat.name} has no GPU; trtllm-build needs one")
     else:
+        docker = _docker_runner(recipe, "trtllm-build")
+        argv = build_argv(recipe, root, shown_path_map(recipe))
+        container = _container(docker, "build", build_argv(recipe, root, docker.path_in_runtime),
+                               lay.log("build")) if docker else None
         build = StagePlan("build", runs=True, inputs=[str(lay.checkpoint_trtllm)], outputs=[str(lay.engine)],
-                          where=_trtllm_where(recipe), argv=build_argv(recipe, root))
+                          where=_trtllm_where(recipe), argv=argv, container=container)
     stages["build"] = build
     stages["verify"] = StagePlan("verify", runs=True, inputs=[str(lay.checkpoint_hf), str(lay.checkpoint_trtllm)],
                                  outputs=["(report)"], where="local (safetensors headers)")
@@ -82,19 +103,28 @@ def plan(recipe) -> list[StagePlan]:
                                outputs=[str(lay.checkpoint_hf / "README.md")])
     if plat.has_gpu:
         files = {}
-        options = llm_api_options(recipe)
+        options = llm_api_yaml(recipe)
         if options:
-            files[str(lay.llm_api_options)] = yaml.safe_dump(options, sort_keys=False)
+            files[str(lay.llm_api_options)] = options
+        docker = _docker_runner(recipe, "trtllm-serve")
+        argv = serve_argv(recipe, root, shown_path_map(recipe))
+        ports = {recipe.serve.port: (recipe.serve.host, recipe.serve.port)}
+        container = _container(docker, "serve", serve_argv(recipe, root, docker.path_in_runtime), lay.log("serve"),
+                               ports) if docker else None
         serve = StagePlan("serve", runs=recipe.run.serve or recipe.run.bench,
                           reason="" if recipe.run.serve else "own command: orchestrator serve",
                           inputs=[str(lay.engine if backend == "tensorrt" else lay.checkpoint_hf)],
                           outputs=[f"http://{recipe.serve.host}:{recipe.serve.port}/v1"],
-                          where=_trtllm_where(recipe), argv=serve_argv(recipe, root), files=files)
+                          where=_trtllm_where(recipe), argv=argv, files=files, container=container)
     else:
+        try:
+            reference = reference_argv(recipe)
+        except (NotImplementedStage, UserError):  # no reference engine yet, or its model is not there yet
+            reference = None
         serve = StagePlan("serve", runs=recipe.run.serve or recipe.run.bench,
                           reason="own command: orchestrator serve (CPU reference engine, not TensorRT-LLM)",
                           outputs=[f"http://{recipe.serve.host}:{recipe.serve.port}/v1"],
-                          where="local (transformers serve: CPU reference engine)")
+                          where="local (transformers serve: CPU reference engine)", argv=reference)
     stages["serve"] = serve
     stages["bench"] = StagePlan("bench", runs=recipe.run.bench,
                                 reason="" if recipe.run.bench else "own command: orchestrator bench",

@@ -142,13 +142,18 @@ def _fetch_skip(recipe: Any) -> str | None:
 
 
 def _build_skip(recipe: Any) -> str | None:
-    if recipe.build.backend.value == "pytorch":
-        return "backend pytorch serves checkpoint-hf directly: no engine to build"
-    if not recipe.platform_info.has_gpu:
-        return f"platform {recipe.platform.value} has no GPU; trtllm-build needs an NVIDIA GPU"
-    from orchestrator.runtime.select import unavailable_reason
+    from orchestrator.errors import MissingToolError
+    from orchestrator.runtime.select import select_runner
+    from orchestrator.stages.build import TOOL, not_applicable
 
-    return unavailable_reason(recipe)
+    reason = not_applicable(recipe)
+    if reason is not None:
+        return reason
+    try:
+        select_runner(recipe, TOOL, echo=False)
+    except MissingToolError as exc:
+        return f"cannot run here: {exc.message}"
+    return None
 
 
 def _eval_skip(recipe: Any) -> str | None:

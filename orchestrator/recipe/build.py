@@ -14,17 +14,6 @@ class Backend(str, Enum):
     pytorch = "pytorch"
 
 
-class GemmPlugin(str, Enum):
-    auto = "auto"
-    float16 = "float16"
-    float32 = "float32"
-    bfloat16 = "bfloat16"
-    int32 = "int32"
-    fp8 = "fp8"
-    nvfp4 = "nvfp4"
-    disable = "disable"
-
-
 class KVCacheType(str, Enum):
     continuous = "continuous"
     paged = "paged"
@@ -40,8 +29,11 @@ class BuildSection(Section):
         description="tensorrt: trtllm-build an engine (TRT-LLM <=1.2.x images); "
         "pytorch: serve the checkpoint directly (TRT-LLM >=1.3, no build stage).",
     )
-    gemm_plugin: GemmPlugin | None = Field(
-        default=None, description="trtllm-build --gemm_plugin; default: what the format needs (nvfp4 for NVFP4)."
+    # A string checked against the pinned TRT-LLM version's choices (orchestrator/data/trtllm_cli.json),
+    # not an enum, so a bad value is reported with the flag and the TRT-LLM version it was checked against.
+    gemm_plugin: str | None = Field(
+        default=None, description="trtllm-build --gemm_plugin (TRT-LLM 1.2: auto, float16, float32, bfloat16, int32, "
+        "fp8, nvfp4, disable); default: what the format needs (nvfp4 for NVFP4).",
     )
     moe_plugin: str | None = Field(default=None, description="trtllm-build --moe_plugin (auto, bfloat16, disable, ...).")
     use_fp8_context_fmha: bool | None = Field(

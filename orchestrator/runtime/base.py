@@ -40,6 +40,10 @@ class Handle(Protocol):
     def stop(self, timeout: float = 30.0) -> int: ...
     def log_tail(self, lines: int = 30) -> list[str]: ...
 
+    def state(self) -> dict:
+        """JSON-able identity for layout.serve_state: {"runtime": name, ...} (pid, container id)."""
+        ...
+
 
 class Runner(Protocol):
     name: str
@@ -52,6 +56,13 @@ class Runner(Protocol):
         """Run to completion, streaming and teeing the log; return the exit code."""
         ...
 
-    def start(self, job: Job) -> Handle:
-        """Start in the background (serve); logs still teed to job.log_path."""
+    def start(self, job: Job, detach: bool = False) -> Handle:
+        """Start in the background (serve); logs still teed to job.log_path.
+
+        detach=True: the job must outlive this process (`serve --detach`) and keep its log.
+        """
+        ...
+
+    def attach(self, state: dict) -> Handle:
+        """A handle to a job an earlier process started detached, from Handle.state() (`orchestrator stop`)."""
         ...

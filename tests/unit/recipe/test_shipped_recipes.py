@@ -46,7 +46,7 @@ def test_seed_recipe_facts():
     assert recipe.quantize.format.value == "nvfp4"
     assert recipe.quantize.calibration.dataset == "c4" and recipe.quantize.calibration.samples == 512
     assert {"lm_head", "*block_sparse_moe.gate*"} <= set(recipe.quantize.exclude)
-    assert recipe.build.gemm_plugin.value == "nvfp4"
+    assert recipe.build.gemm_plugin == "nvfp4"
     assert recipe.platform_info.sm == 121
 
 
