@@ -171,6 +171,10 @@ def _build_options_fit(recipe: Recipe) -> Iterator[Problem]:
     if build.max_num_tokens < build.max_batch_size:
         yield Problem("build.max_num_tokens", build.max_num_tokens,
                       f"must be at least build.max_batch_size ({build.max_batch_size})")
+    if recipe.build.backend.value == "tensorrt" and recipe.serve.moe_backend.value != "auto":
+        yield Problem("serve.moe_backend", recipe.serve.moe_backend.value,
+                      "moe_config.backend is a pytorch-backend (llm-api) setting; with backend: tensorrt the MoE "
+                      "kernels come from trtllm-build (build.moe_plugin). Remove it or use backend: pytorch")
     if recipe.build.backend.value == "tensorrt" and recipe.serve.kv_cache_dtype.value != "auto":
         yield Problem("serve.kv_cache_dtype", recipe.serve.kv_cache_dtype.value,
                       "the TensorRT backend takes the KV-cache dtype from the checkpoint (quantize.kv_cache); "

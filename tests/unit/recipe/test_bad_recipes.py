@@ -127,3 +127,11 @@ def test_cross_field_problems_are_reported_at_once():
 
 def test_table_is_large_enough():
     assert len(CASES) >= 30
+
+
+def test_moe_backend_with_tensorrt_backend_is_rejected():
+    data = copy.deepcopy(SPARK)
+    apply_overrides(data, ["serve.moe_backend=CUTLASS"])
+    with pytest.raises(RecipeError) as info:
+        validate_recipe(data)
+    assert any(d.startswith("serve.moe_backend='CUTLASS'") and "pytorch-backend" in d for d in info.value.details)
