@@ -1,11 +1,20 @@
-"""`orchestrator convert`."""
+"""`orchestrator convert RECIPE`."""
 
 from __future__ import annotations
 
-from orchestrator.cli._options import OverridesArg, RecipeArg
-from orchestrator.errors import NotImplementedStage
+from orchestrator.cli._options import OverridesArg, RecipeArg, WorkdirOpt, load
 
 
-def convert(recipe: RecipeArg, overrides: OverridesArg = None) -> None:
+def convert(recipe: RecipeArg, overrides: OverridesArg = None, workdir: WorkdirOpt = None) -> None:
     """Convert the quantized model to a TensorRT-LLM checkpoint (rank files)."""
-    raise NotImplementedStage("orchestrator convert")
+    from orchestrator.render import console
+    from orchestrator.stages.convert import convert as run_convert
+    from orchestrator.stages.instrument import run_recorded
+    from orchestrator.stages.verify.report import human_bytes
+
+    loaded = load(recipe, overrides, workdir)
+    result = run_recorded(loaded, "convert", lambda: run_convert(loaded))
+    console().print(
+        f"wrote {result.checkpoint_dir}: {', '.join(result.rank_files)} (tp {result.tp} x pp {result.pp}, "
+        f"decoder {result.decoder_type}, {human_bytes(result.checkpoint_bytes)}) in {result.duration_s:.1f} s "
+        f"(restore {result.load_s:.1f} s, export {result.export_s:.1f} s)")

@@ -140,10 +140,17 @@ def _run_stage(stage: StageDef, ctx: StageContext, manifest: Manifest, fingerpri
         save_manifest(layout.manifest, manifest)
         events.stage_end(stage.name, "failed", record.reason)
         raise failure
+    own = outcome.record
+    if own is not None:  # the stage measured itself more precisely (load vs calibration, its own peaks)
+        record.versions = own.versions or record.versions
+        record.peak_cpu_mem_gb = own.peak_cpu_mem_gb or record.peak_cpu_mem_gb
+        record.peak_gpu_mem_gb = own.peak_gpu_mem_gb or record.peak_gpu_mem_gb
+        record.gpu = own.gpu or record.gpu
     record.status = "done"
     record.metrics = outcome.metrics
-    record.artifacts = {k: {"path": str(p), "bytes": tree_size(p) if p.exists() else 0}
-                        for k, p in outcome.artifacts.items()}
+    artifacts = {k: Path(v["path"]) for k, v in (own.artifacts if own is not None else {}).items()}
+    artifacts.update(outcome.artifacts)
+    record.artifacts = {k: {"path": str(p), "bytes": tree_size(p) if p.exists() else 0} for k, p in artifacts.items()}
     save_manifest(layout.manifest, manifest)
     events.stage_end(stage.name, "done", f"{usage.duration_s:.1f}s")
 

@@ -31,6 +31,15 @@ class StageContext:
 class StageOutcome:
     metrics: dict[str, Any] = field(default_factory=dict)
     artifacts: dict[str, Path] = field(default_factory=dict)
+    record: Any = None  # a StageRecord the stage library measured itself (its numbers win)
+
+
+def outcome_of(result: Any, artifacts: dict[str, Path] | None = None) -> StageOutcome:
+    """A stage library's result as an outcome; results with stage_record() bring their own measurements."""
+    if hasattr(result, "stage_record"):
+        record = result.stage_record()
+        return StageOutcome(dict(record.metrics), artifacts or {}, record)
+    return StageOutcome(to_metrics(result), artifacts or {})
 
 
 @dataclass(frozen=True)
@@ -163,52 +172,52 @@ def _eval_skip(recipe: Any) -> str | None:
 # ---- execution adapters --------------------------------------------------------------------------
 
 def _fetch(ctx: StageContext) -> StageOutcome:
-    from orchestrator.stages.fetch import fetch_model
+    from orchestrator.stages.fetch import fetch
 
-    result = fetch_model(ctx.recipe)
-    metrics = to_metrics(result)
-    path = Path(getattr(result, "path", result))
-    metrics.setdefault("files_digest", tree_digest(path))
-    return StageOutcome(metrics, {"model": path})
+    location = fetch(ctx.recipe)
+    metrics = {"path": str(location.path), "kind": location.kind, "revision": location.revision,
+               "bytes": location.bytes, "files_digest": tree_digest(location.path)}
+    return StageOutcome(metrics, {"model": ctx.layout.source_model} if location.kind == "hub" else {})
 
 
 def _quantize(ctx: StageContext) -> StageOutcome:
     from orchestrator.stages.quantize import quantize
 
     result = quantize(ctx.recipe, progress=ctx.progress)
-    if getattr(result, "model", None) is not None:
-        ctx.shared["quantized_model"] = result.model
-    return StageOutcome(to_metrics(result), {"checkpoint_hf": ctx.layout.checkpoint_hf,
-                                             "modelopt_state": ctx.layout.modelopt_state})
+    ctx.shared["quantized_model"] = result.model  # convert reuses it: the model is loaded once per run
+    result.model = None
+    return outcome_of(result)
 
 
 def _convert(ctx: StageContext) -> StageOutcome:
     from orchestrator.stages.convert import convert
 
     result = convert(ctx.recipe, model=ctx.shared.pop("quantized_model", None))
-    return StageOutcome(to_metrics(result), {"checkpoint_trtllm": ctx.layout.checkpoint_trtllm})
+    result.model = None
+    return outcome_of(result, {"checkpoint_trtllm": ctx.layout.checkpoint_trtllm})
 
 
 def _build(ctx: StageContext) -> StageOutcome:
     from orchestrator.stages.build import run_build
 
-    return StageOutcome(to_metrics(run_build(ctx.recipe)), {"engine": ctx.layout.engine})
+    return outcome_of(run_build(ctx.recipe), {"engine": ctx.layout.engine})
 
 
 def _verify(ctx: StageContext) -> StageOutcome:
     from orchestrator.stages.verify import verify_checkpoint
 
     metrics: dict[str, Any] = {}
-    for name, path in (("checkpoint_hf", ctx.layout.checkpoint_hf), ("checkpoint_trtllm", ctx.layout.checkpoint_trtllm)):
+    for path in (ctx.layout.checkpoint_hf, ctx.layout.checkpoint_trtllm):
         if path.is_dir():
-            metrics[name] = to_metrics(verify_checkpoint(path))
+            report = verify_checkpoint(path)
+            metrics[report.kind] = report.as_dict()
     return StageOutcome(metrics)
 
 
 def _eval(ctx: StageContext) -> StageOutcome:
     from orchestrator.stages.evaluate import evaluate
 
-    return StageOutcome(to_metrics(evaluate(ctx.recipe)), {"eval": ctx.layout.eval_json})
+    return outcome_of(evaluate(ctx.recipe), {"eval": ctx.layout.eval_json})
 
 
 def _card(ctx: StageContext) -> StageOutcome:

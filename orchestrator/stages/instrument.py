@@ -1,0 +1,120 @@
+"""What a stage record needs besides the artifact: versions, peak memory, timing, a log of library chatter."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import platform
+import resource
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+PACKAGES = ("trtllm-orchestrator", "nvidia-modelopt", "torch", "transformers", "safetensors", "huggingface_hub",
+            "accelerate", "datasets")
+
+
+def versions() -> dict[str, str | None]:
+    """Installed versions of the packages a quantized artifact depends on (None: not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def peak_cpu_rss_gb() -> float:
+    """Peak resident memory of this process so far, GiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak * (1024 if sys.platform != "darwin" else 1) / 2**30, 3)
+
+
+def reset_gpu_peak() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_gpu_gb() -> float | None:
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return round(torch.cuda.max_memory_allocated() / 2**30, 3)
+
+
+def gpu_name() -> str | None:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+class Stopwatch:
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+    @property
+    def elapsed(self) -> float:
+        return round(time.perf_counter() - self.start, 3)
+
+
+@contextlib.contextmanager
+def library_output_to(log_path: Path) -> Iterator[None]:
+    """Send what modelopt/transformers print (stdout, stderr, warnings, tqdm, transformers logging) to a log.
+
+    Our own progress and summary go to consoles bound before this swap, so the terminal
+    shows those and the log keeps the rest.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a", buffering=1) as log:
+        handler = logging.StreamHandler(log)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        transformers_logging = _transformers_logging()
+        library_logger = logging.getLogger("transformers")
+        if transformers_logging:
+            transformers_logging.disable_default_handler()
+        library_logger.addHandler(handler)
+        try:
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                yield
+        finally:
+            library_logger.removeHandler(handler)
+            if transformers_logging:
+                transformers_logging.enable_default_handler()
+
+
+def _transformers_logging():
+    try:
+        from transformers.utils import logging as transformers_logging
+    except ImportError:
+        return None
+    return transformers_logging
+
+
+def run_recorded(recipe, stage: str, work):
+    """Run `work()` (returning a result with `stage_record()`) and record done/failed in the manifest.
+
+    For the standalone stage commands; the pipeline records its own stages with fingerprints.
+    """
+    from orchestrator.layout import WorkdirLayout
+    from orchestrator.manifest import StageRecord, now_iso, record_stage
+
+    manifest = WorkdirLayout(recipe.resolved_workdir).manifest
+    clock = Stopwatch()
+    try:
+        result = work()
+    except BaseException as exc:
+        message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+        record_stage(manifest, recipe.name, stage, StageRecord(
+            status="failed", reason=message, started_at=clock.started_at, ended_at=now_iso(),
+            duration_s=clock.elapsed))
+        raise
+    record_stage(manifest, recipe.name, stage, result.stage_record())
+    return result

@@ -1,0 +1,59 @@
+"""A tiny seeded Mixtral (2 layers, 4 experts top-2, hidden 128) with a word-level tokenizer, built for tests.
+
+Random weights: enough for real modelopt calibration and export, in seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+WORDS = [f"w{i}" for i in range(500)]
+SPECIALS = ["<unk>", "<s>", "</s>"]
+VOCAB_SIZE = 512  # 503 tokens, rounded up
+
+
+def build_tiny_mixtral(directory: Path, seed: int = 0) -> Path:
+    """Save a tiny MixtralForCausalLM (BF16 safetensors) and its tokenizer into `directory`."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import MixtralConfig, MixtralForCausalLM, PreTrainedTokenizerFast
+
+    vocab = {token: index for index, token in enumerate(SPECIALS + WORDS)}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+
+    torch.manual_seed(seed)
+    config = MixtralConfig(
+        vocab_size=VOCAB_SIZE, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2,
+        max_position_embeddings=512, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False,
+    )
+    model = MixtralForCausalLM(config).to(torch.bfloat16).eval()
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    fast.save_pretrained(directory)
+    return directory
+
+
+def write_corpus(path: Path, lines: int = 120, words_per_line: int = 24, seed: int = 0) -> Path:
+    """A seeded text of tokenizer words, one document per line."""
+    rng = random.Random(seed)
+    path.write_text("\n".join(" ".join(rng.choices(WORDS, k=words_per_line)) for _ in range(lines)) + "\n")
+    return path
+
+
+def tiny_recipe(model_dir: Path, corpus: Path, workdir: Path, **quantize) -> dict:
+    """A CPU recipe (as data) for the tiny model: 16 samples x 64 tokens, batch 8."""
+    return {
+        "name": "tiny-test",
+        "model": {"source": str(model_dir), "dtype": "bfloat16"},
+        "platform": "cpu",
+        "quantize": {"format": "nvfp4", "kv_cache": "fp8",
+                     "calibration": {"dataset": str(corpus), "samples": 16, "seq_len": 64, "batch_size": 8, "seed": 0},
+                     **quantize},
+        "checkpoint": {"tp": 1, "pp": 1, "ep": 1},
+        "eval": {"perplexity": {"dataset": str(corpus), "seq_len": 64, "stride": 64}},
+        "workdir": str(workdir),
+    }
