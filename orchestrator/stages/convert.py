@@ -84,7 +84,7 @@ def restore_model(recipe) -> Any:
 def convert(recipe, *, model: Any = None) -> ConvertResult:
     """Export the TRT-LLM checkpoint; pass `model` (QuantizeResult.model) to skip loading it again."""
     from orchestrator.recipe.dump import recipe_dict
-    from orchestrator.stages.quant_state import export_preserving_weights
+    from orchestrator.stages.quant_state import export_preserving_weights, sort_exclude_lists
     from orchestrator.stages.quantize import torch_dtype
 
     ckpt = recipe.checkpoint
@@ -112,6 +112,7 @@ def convert(recipe, *, model: Any = None) -> ConvertResult:
             with export_preserving_weights(model):
                 export_tensorrt_llm_checkpoint(model, decoder_type, dtype=torch_dtype(recipe), export_dir=tmp,
                                                inference_tensor_parallel=ckpt.tp, inference_pipeline_parallel=ckpt.pp)
+            sort_exclude_lists(tmp)
             rank_files = sorted(p.name for p in tmp.glob("rank*.safetensors"))
             if len(rank_files) != ckpt.world_size:
                 raise UserError(f"modelopt wrote {len(rank_files)} rank files for tp={ckpt.tp} x pp={ckpt.pp}; "

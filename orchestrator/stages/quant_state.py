@@ -107,3 +107,28 @@ def export_preserving_weights(model) -> Iterator[None]:
             current = model.state_dict()
             for key, value in quantizers.items():
                 current[key].copy_(value)
+
+
+# modelopt collects excluded module names in a set, so their order in the exported JSON varies from
+# run to run. Sorting them makes a re-run's checkpoint byte-identical (resume and fingerprints rely on it).
+_EXCLUDE_LISTS = {
+    "config.json": (("quantization", "exclude_modules"), ("quantization_config", "ignore")),
+    "hf_quant_config.json": (("quantization", "exclude_modules"),),
+}
+
+
+def sort_exclude_lists(export_dir: Path) -> None:
+    """Sort the excluded-module lists in an exported checkpoint's JSON files, in place."""
+    for name, keys in _EXCLUDE_LISTS.items():
+        path = export_dir / name
+        if not path.is_file():
+            continue
+        data = json.loads(path.read_text())
+        changed = False
+        for section, key in keys:
+            values = (data.get(section) or {}).get(key)
+            if isinstance(values, list) and all(isinstance(v, str) for v in values):
+                data[section][key] = sorted(values)
+                changed = True
+        if changed:
+            path.write_text(json.dumps(data, indent=4) + "\n")

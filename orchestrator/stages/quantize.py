@@ -142,7 +142,7 @@ def quantize(recipe, *, progress: ProgressFn | None = None) -> QuantizeResult:
         select_samples,
     )
     from orchestrator.stages.quant_config import algorithm_method, build_quant_config, is_layerwise
-    from orchestrator.stages.quant_state import export_preserving_weights, save_state
+    from orchestrator.stages.quant_state import export_preserving_weights, save_state, sort_exclude_lists
 
     layout = WorkdirLayout(recipe.resolved_workdir)
     cal = recipe.quantize.calibration
@@ -185,6 +185,7 @@ def quantize(recipe, *, progress: ProgressFn | None = None) -> QuantizeResult:
             with export_preserving_weights(model):
                 if config is not None:
                     export_hf_checkpoint(model, dtype=torch_dtype(recipe), export_dir=hf_tmp)
+                    sort_exclude_lists(hf_tmp)
                 else:
                     model.save_pretrained(hf_tmp)
             tokenizer.save_pretrained(hf_tmp)
