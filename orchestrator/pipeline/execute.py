@@ -107,7 +107,35 @@ def run_pipeline(recipe, options: RunOptions | None = None, events: Events | Non
                 events.stage_end(name, "up to date", "")
                 continue
             _run_stage(stage, ctx, manifest, fingerprint, host, gpu, events)
-        return manifest
+        if recipe.run.serve or recipe.run.bench:
+            _serve_and_bench(recipe, ctx, manifest, fingerprints, host, gpu, events)
+        return load_manifest(layout.manifest, recipe.name)
+
+
+def _serve_and_bench(recipe, ctx: StageContext, manifest: Manifest, fingerprints: dict[str, str | None], host: str,
+                     gpu: str | None, events: Events) -> None:
+    """`run.serve` / `run.bench`: start the server detached (unless it already runs), bench it, refresh the card."""
+    from orchestrator.runtime.serve_process import running_server
+    from orchestrator.stages.serve import run_serve, runner_for
+
+    events.stage_start("serve")
+    if running_server(ctx.layout.serve_state, runner_for(recipe)) is None:
+        run_serve(recipe, detach=True)
+        events.stage_end("serve", "done", "detached; `orchestrator stop` ends it")
+    else:
+        events.stage_end("serve", "up to date", "already running")
+    if not recipe.run.bench:
+        return
+    from orchestrator.stages.bench.run import raise_if_failed, run_bench
+    from orchestrator.stages.bench.target import resolve_target
+
+    events.stage_start("bench")
+    data = run_bench(recipe.bench, resolve_target(recipe))
+    raise_if_failed(data)
+    events.stage_end("bench", "done", "")
+    card = STAGES["card"]  # the card now has bench numbers to show
+    manifest = load_manifest(ctx.layout.manifest, recipe.name)
+    _run_stage(card, ctx, manifest, stage_fingerprint(card, ctx, fingerprints), host, gpu, events)
 
 
 def names_before(name: str, selected: list[str]) -> bool:

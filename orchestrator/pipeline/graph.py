@@ -114,6 +114,11 @@ def _no_inputs(ctx: StageContext) -> Any:
     return None
 
 
+def _card_inputs(ctx: StageContext) -> Any:
+    bench = ctx.records.get("bench")  # a new bench result puts new numbers on the card
+    return {"bench": bench.ended_at if bench is not None else None}
+
+
 # ---- tools ---------------------------------------------------------------------------------------
 
 QUANT_PACKAGES = ("nvidia-modelopt", "torch", "transformers", "safetensors")
@@ -246,7 +251,7 @@ STAGES: dict[str, StageDef] = {
         StageDef("eval", ("quantize",), lambda r: {"eval": r.eval.model_dump(mode="json")},
                  _eval_inputs, _quant_tools, _eval_skip, lambda lay: [lay.eval_json], _eval),
         StageDef("card", ("quantize", "convert", "verify", "eval"), lambda r: {"name": r.name},
-                 _no_inputs, _no_tools, _always, lambda lay: [lay.checkpoint_hf / "README.md"], _card),
+                 _card_inputs, _no_tools, _always, lambda lay: [lay.checkpoint_hf / "README.md"], _card),
     ]
 }
 ENGINE_STAGES = tuple(STAGES)

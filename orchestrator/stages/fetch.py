@@ -17,7 +17,7 @@ from orchestrator.errors import UserError
 
 # Only what loading and tokenizing needs: no *.bin/*.pth duplicates, no Mistral-format
 # "consolidated" weights next to the HF shards.
-ALLOW_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.tiktoken", "*.txt", "*.py"]
+ALLOW_PATTERNS = ["README.md", "LICENSE*", "*.json", "*.safetensors", "tokenizer*", "*.model", "*.tiktoken", "*.txt", "*.py"]
 IGNORE_PATTERNS = ["consolidated*", "original/*"]
 
 

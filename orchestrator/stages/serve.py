@@ -171,7 +171,7 @@ def _reference_hook(recipe, name: str):
     return getattr(reference_server, name, None)
 
 
-def _runner_for(recipe):
+def runner_for(recipe):
     from orchestrator.runtime.select import runner_named
 
     return lambda name: runner_named(name, recipe)
@@ -206,7 +206,7 @@ def run_serve(recipe, detach: bool = False, runner=None, on_ready=None):
 
     layout = WorkdirLayout(recipe.resolved_workdir)
     serve = recipe.serve
-    running = sp.running_server(layout.serve_state, _runner_for(recipe))
+    running = sp.running_server(layout.serve_state, runner_for(recipe))
     if running:
         raise UserError(f"{recipe.name} is already served at {running.get('url')} (detached, log "
                         f"{running.get('log_path')}); `orchestrator stop {recipe.source_path or 'RECIPE'}` first")
@@ -252,4 +252,4 @@ def stop_serve(recipe, timeout: float = 30.0) -> dict[str, Any] | None:
     from orchestrator.runtime import serve_process as sp
 
     layout = WorkdirLayout(recipe.resolved_workdir)
-    return sp.stop_server(layout.serve_state, _runner_for(recipe), timeout=timeout)
+    return sp.stop_server(layout.serve_state, runner_for(recipe), timeout=timeout)
