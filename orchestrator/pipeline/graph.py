@@ -170,6 +170,13 @@ def _build_skip(recipe: Any) -> str | None:
     return None
 
 
+def _convert_skip(recipe: Any) -> str | None:
+    if recipe.build.backend.value == "pytorch":
+        return ("backend pytorch serves checkpoint-hf; only trtllm-build reads a TRT-LLM checkpoint "
+                "(`orchestrator convert` still makes one on request)")
+    return None
+
+
 def _eval_skip(recipe: Any) -> str | None:
     return None if recipe.eval.perplexity.enabled else "eval.perplexity.enabled is false"
 
@@ -242,7 +249,7 @@ STAGES: dict[str, StageDef] = {
                  lambda ctx: {"model": _model_inputs(ctx), "calibration": _calibration_inputs(ctx)},
                  _quant_tools, _always, lambda lay: [lay.checkpoint_hf, lay.modelopt_state], _quantize),
         StageDef("convert", ("quantize",), lambda r: {"checkpoint": r.checkpoint.model_dump(mode="json")},
-                 _no_inputs, _quant_tools, _always, lambda lay: [lay.checkpoint_trtllm], _convert),
+                 _no_inputs, _quant_tools, _convert_skip, lambda lay: [lay.checkpoint_trtllm], _convert),
         StageDef("build", ("convert",), lambda r: {"build": r.build.model_dump(mode="json"),
                                                    "platform": r.platform.value},
                  _no_inputs, _trtllm_tools, _build_skip, lambda lay: [lay.engine], _build),
