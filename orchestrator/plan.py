@@ -67,10 +67,8 @@ def plan(recipe) -> list[StagePlan]:
     backend = recipe.build.backend.value
     stages: dict[str, StagePlan] = {}
 
-    local_model = recipe.model.is_builtin or Path(recipe.model.source).expanduser().exists()
     stages["fetch"] = StagePlan(
-        "fetch", runs=not local_model,
-        reason="model is local" if local_model else "",
+        "fetch", runs=True,
         inputs=[f"{recipe.model.source}@{recipe.model.revision or 'main'}"],
         outputs=[str(lay.source_model)], where="local (huggingface_hub)")
     stages["quantize"] = StagePlan(
@@ -82,10 +80,8 @@ def plan(recipe) -> list[StagePlan]:
     stages["convert"] = StagePlan(
         "convert", runs=True, inputs=[str(lay.modelopt_state)], outputs=[str(lay.checkpoint_trtllm)],
         where="local (modelopt export_tensorrt_llm_checkpoint)")
-    if backend == "pytorch":
-        build = StagePlan("build", runs=False, reason="backend pytorch serves checkpoint-hf directly (no engine)")
-    elif not plat.has_gpu:
-        build = StagePlan("build", runs=False, reason=f"platform {plat.name} has no GPU; trtllm-build needs one")
+    if backend == "pytorch" or not plat.has_gpu:
+        build = StagePlan("build", runs=False)
     else:
         docker = _docker_runner(recipe, "trtllm-build")
         argv = build_argv(recipe, root, shown_path_map(recipe))
@@ -96,8 +92,7 @@ def plan(recipe) -> list[StagePlan]:
     stages["build"] = build
     stages["verify"] = StagePlan("verify", runs=True, inputs=[str(lay.checkpoint_hf), str(lay.checkpoint_trtllm)],
                                  outputs=["(report)"], where="local (safetensors headers)")
-    stages["eval"] = StagePlan("eval", runs=recipe.eval.perplexity.enabled,
-                               reason="" if recipe.eval.perplexity.enabled else "eval.perplexity.enabled is false",
+    stages["eval"] = StagePlan("eval", runs=True,
                                inputs=[recipe.model.source, str(lay.checkpoint_hf)], outputs=[str(lay.eval_json)])
     stages["card"] = StagePlan("card", runs=True, inputs=[str(lay.manifest)],
                                outputs=[str(lay.checkpoint_hf / "README.md")])
@@ -130,6 +125,14 @@ def plan(recipe) -> list[StagePlan]:
                                 reason="" if recipe.run.bench else "own command: orchestrator bench",
                                 inputs=[f"http://{recipe.serve.host}:{recipe.serve.port}/v1"],
                                 outputs=[str(lay.bench_json)], where="local (async HTTP client)")
+    # Whether an engine stage runs is the pipeline's decision (one place); build is judged on the
+    # recipe alone here, not on this machine's tools, so plan shows the same thing everywhere.
+    from orchestrator.pipeline.graph import STAGES
+    from orchestrator.stages.build import not_applicable
+
+    for name, stage_def in STAGES.items():
+        reason = not_applicable(recipe) if name == "build" else stage_def.skip_reason(recipe)
+        stages[name].runs, stages[name].reason = reason is None, reason or ""
     for name in STAGE_ORDER:
         st = stages[name]
         if st.runs and not recipe.stage_runs(name):

@@ -68,7 +68,7 @@ def test_plan_spark_shows_nvfp4_build(cli):
 def test_plan_cpu_skips_build_with_reason(cli):
     result = cli("plan", TINY, "--json")
     stages = {s["name"]: s for s in json.loads(result.output)["stages"]}
-    assert stages["build"]["runs"] is False and "no GPU" in stages["build"]["reason"]
+    assert stages["build"]["runs"] is False and "needs an NVIDIA GPU" in stages["build"]["reason"]
     assert stages["quantize"]["runs"] is True
 
 
