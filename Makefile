@@ -48,5 +48,15 @@ schema: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python scripts/gen_recipe_reference.py > docs/RECIPE.md
 
+## Containers (docker/): the orchestrator on the pinned TRT-LLM image; serving with docker compose.
+DOCKER_TAG  ?= trtllm-orchestrator:latest
+DOCKER_BASE ?=
+docker-build:
+	docker build -f docker/Dockerfile -t $(DOCKER_TAG) $(if $(DOCKER_BASE),--build-arg BASE_IMAGE=$(DOCKER_BASE)) .
+
+docker-serve: $(STAMP)
+	WORKDIR="$$($(BIN)/python -c 'import sys; from orchestrator.recipe.loader import load_recipe; print(load_recipe(sys.argv[1]).resolved_workdir.resolve())' $(RECIPE))" \
+	  RECIPE=$(RECIPE) ORCHESTRATOR_IMAGE=$(DOCKER_TAG) docker compose -f docker/compose.yaml up -d
+
 clean:
 	rm -rf work
