@@ -148,8 +148,9 @@ def _backend_has_build(recipe: Recipe) -> Iterator[Problem]:
         return
     if backend == "tensorrt" and not image.ships_trtllm_build and recipe.stage_runs("build"):
         yield Problem("build.backend", backend,
-                      f"image {image.ref} (TRT-LLM {image.trtllm}) no longer ships trtllm-build; use backend: pytorch "
-                      f"or a 1.2.x image")
+                      f"image {image.ref} (TRT-LLM {image.trtllm}) "
+                      f"{'is not known to ship' if image.ships_trtllm_build is None else 'no longer ships'} "
+                      f"trtllm-build; use backend: pytorch or a 1.2.x image")
 
 
 @rule

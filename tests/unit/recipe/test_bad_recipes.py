@@ -80,7 +80,7 @@ CASES = [
     ("pytorch-with-gemm-plugin", SPARK, ["build.backend=pytorch"], ["build.gemm_plugin", "backend: pytorch"]),
     ("tensorrt-kv-dtype", SPARK, ["serve.kv_cache_dtype=fp8"], ["serve.kv_cache_dtype", "auto"]),
     ("unversioned-image", SPARK, ["image=spark-single-gpu-dev"], ["image=", "TensorRT-LLM version"]),
-    ("tensorrt-on-1.3", SPARK, ["image=1.3.0rc13"], ["build.backend='tensorrt'", "no longer ships trtllm-build"]),
+    ("tensorrt-on-1.3", SPARK, ["image=1.3.0rc13"], ["build.backend='tensorrt'", "not known to ship trtllm-build"]),
     ("missing-local-model", CPU, ["model.source=./no/such/model"], ["model.source", "not found"]),
     ("unknown-builtin", CPU, ["model.source=builtin:huge-model"], ["model.source", "no built-in model"]),
     ("calibration-file-missing", SPARK, ["quantize.calibration.dataset=/nope/cal.jsonl"],
