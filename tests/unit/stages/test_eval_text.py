@@ -56,7 +56,7 @@ def test_wikitext2_joins_the_test_split(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "datasets", SimpleNamespace(load_dataset=load_dataset))
     text = load_eval_text("wikitext-2", None)
-    assert calls == [(("wikitext", "wikitext-2-raw-v1"), {"split": "test"})]
+    assert calls == [(("Salesforce/wikitext", "wikitext-2-raw-v1"), {"split": "test"})]
     assert text.text == " = Title = \n\n\n body \n"
 
 
