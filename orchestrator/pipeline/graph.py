@@ -229,7 +229,7 @@ def _verify(ctx: StageContext) -> StageOutcome:
 def _eval(ctx: StageContext) -> StageOutcome:
     from orchestrator.stages.evaluate import evaluate
 
-    return outcome_of(evaluate(ctx.recipe), {"eval": ctx.layout.eval_json})
+    return outcome_of(evaluate(ctx.recipe, progress=ctx.progress), {"eval": ctx.layout.eval_json})
 
 
 def _card(ctx: StageContext) -> StageOutcome:

@@ -76,26 +76,16 @@ def library_output_to(log_path: Path) -> Iterator[None]:
     with open(log_path, "a", buffering=1) as log:
         handler = logging.StreamHandler(log)
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        transformers_logging = _transformers_logging()
         library_logger = logging.getLogger("transformers")
-        if transformers_logging:
-            transformers_logging.disable_default_handler()
-        library_logger.addHandler(handler)
+        # Swap the handler list rather than calling transformers' disable/enable_default_handler, which
+        # assert on state that nested or repeated swaps (quantize then convert in one run) can break.
+        saved = list(library_logger.handlers)
+        library_logger.handlers = [handler]
         try:
             with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
                 yield
         finally:
-            library_logger.removeHandler(handler)
-            if transformers_logging:
-                transformers_logging.enable_default_handler()
-
-
-def _transformers_logging():
-    try:
-        from transformers.utils import logging as transformers_logging
-    except ImportError:
-        return None
-    return transformers_logging
+            library_logger.handlers = saved
 
 
 def run_recorded(recipe, stage: str, work):
