@@ -11,16 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from orchestrator.errors import UserError
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+from orchestrator.runtime.local import pid_alive
 
 
 def _read(path: Path) -> dict:
@@ -43,7 +34,7 @@ def workdir_lock(workdir: Path, warn=print) -> Iterator[None]:
             holder = _read(path)
             pid = int(holder.get("pid", 0) or 0)
             same_host = holder.get("host") in (None, mine["host"])
-            if pid and same_host and _alive(pid) and pid != os.getpid():
+            if pid and same_host and pid_alive(pid) and pid != os.getpid():
                 raise UserError(f"workdir {workdir} is locked by pid {pid} (since {holder.get('since', '?')})",
                                 hint="wait for that run to finish, or stop it; a dead holder's lock is taken over") from None
             warn(f"warning: taking over stale lock {path} (pid {pid or '?'} is not running)")

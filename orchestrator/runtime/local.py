@@ -130,7 +130,7 @@ def _proc_start_ticks(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -155,7 +155,7 @@ class LocalHandle:
         """None while running, else the exit code (0 when it was not our child and is gone)."""
         if self._proc is not None:
             return self._proc.poll()
-        if not _alive(self.pid):
+        if not pid_alive(self.pid):
             return 0
         ticks = _proc_start_ticks(self.pid)
         if ticks is not None and self.start_ticks is not None and ticks != self.start_ticks:

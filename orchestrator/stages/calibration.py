@@ -82,7 +82,7 @@ def _file_texts(path: Path) -> Iterator[str]:
     except UnicodeDecodeError:
         raise UserError(f"calibration file {path} is not UTF-8 text") from None
     if path.suffix == ".jsonl":
-        return _jsonl_texts(path, text)
+        return jsonl_texts(path, text)
     blocks = [b.strip() for b in text.split("\n\n")]
     documents = [b for b in blocks if b] if len(blocks) > 1 else [line for line in text.splitlines() if line.strip()]
     if not documents:
@@ -90,7 +90,7 @@ def _file_texts(path: Path) -> Iterator[str]:
     return iter(documents)
 
 
-def _jsonl_texts(path: Path, text: str) -> Iterator[str]:
+def jsonl_texts(path: Path, text: str) -> Iterator[str]:
     documents = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():

@@ -8,11 +8,11 @@ contributes the "text" field of each line, documents joined with blank lines.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.errors import UserError
+from orchestrator.stages.calibration import jsonl_texts
 
 WIKITEXT2 = ("Salesforce/wikitext", "wikitext-2-raw-v1", "test")  # hub id, config, split
 WIKITEXT2_NAMES = ("wikitext-2", "wikitext2", "wikitext-2-raw-v1")
@@ -41,7 +41,7 @@ def load_eval_text(dataset: str, model_dir: Path | None) -> EvalText:
         raise UserError(f"{KEY}={dataset}: use wikitext-2, builtin, or a local .txt/.jsonl file")
     text = _read(path)
     if path.suffix == ".jsonl":
-        text = "\n\n".join(_jsonl_documents(path, text))
+        text = "\n\n".join(jsonl_texts(path, text))
     return EvalText(text, str(path))
 
 
@@ -55,23 +55,6 @@ def _read(path: Path) -> str:
     if not text.strip():
         raise UserError(f"{KEY}: {path} is empty")
     return text
-
-
-def _jsonl_documents(path: Path, text: str) -> list[str]:
-    documents = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            raise UserError(f"{path}:{number}: not a JSON object; .jsonl wants one object per line") from None
-        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            raise UserError(f"{path}:{number}: no string \"text\" field")
-        documents.append(record["text"])
-    if not documents:
-        raise UserError(f"{KEY}: {path} has no records")
-    return documents
 
 
 def _wikitext2() -> EvalText:

@@ -36,7 +36,7 @@ def test_local_txt_is_taken_whole_and_jsonl_joins_text_fields(tmp_path):
     ("missing.txt", None, "not found"),
     ("empty.txt", "  \n", "is empty"),
     ("bad.jsonl", "not json\n", "bad.jsonl:1: not a JSON object"),
-    ("nofield.jsonl", '{"body": "x"}\n', 'no string "text" field'),
+    ("nofield.jsonl", '{"body": "x"}\n', "no text field"),
     ("data.csv", "a,b\n", "use wikitext-2, builtin"),
 ])
 def test_bad_local_files_are_user_errors(tmp_path, name, content, message):
