@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from orchestrator.pipeline.execute import Events
 
@@ -73,13 +74,39 @@ def print_summary(manifest, as_json: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    console = Console(highlight=False, width=max(Console().width, 120))
     table = Table(title=f"{manifest.recipe}: manifest", show_lines=False)
     for column in ("stage", "status", "duration", "peak CPU", "peak GPU", "artifacts / reason"):
         table.add_column(column)
     for name, rec in manifest.stages.items():
-        arts = ", ".join(f"{a['path']} ({_size(a['bytes'])})" for a in rec.artifacts.values())
+        arts = ", ".join(f"{Path(a['path']).name} ({_size(a['bytes'])})" for a in rec.artifacts.values())
         table.add_row(name, rec.status, f"{rec.duration_s:.1f}s" if rec.duration_s is not None else "",
                       f"{rec.peak_cpu_mem_gb:.2f} GB" if rec.peak_cpu_mem_gb else "",
                       f"{rec.peak_gpu_mem_gb:.2f} GB" if rec.peak_gpu_mem_gb else "",
                       arts or rec.reason)
-    Console(highlight=False).print(table)
+    console.print(table)
+    for line in highlights(manifest):
+        console.print(line, markup=False)
+
+
+def highlights(manifest) -> list[str]:
+    """The headline numbers a run produced: sizes, perplexity gate, endpoint speed."""
+    lines = []
+    stages = manifest.stages
+    verify = stages.get("verify")
+    if verify is not None and verify.status == "done":
+        for kind, report in verify.metrics.items():
+            if isinstance(report, dict) and report.get("original_bytes"):
+                lines.append(f"size ({kind}): {_size(report['original_bytes'])} -> {_size(report['checkpoint_bytes'])}"
+                             f" ({report['compression_ratio']:.2f}x, -{report['reduction_pct']:.1f}%)")
+    ev = stages.get("eval")
+    if ev is not None and ev.metrics.get("original_perplexity") is not None:
+        m = ev.metrics
+        verdict = "passes" if m.get("passed") else "FAILS"
+        lines.append(f"perplexity ({m.get('dataset')}, {m.get('tokens')} tokens): original {m['original_perplexity']:.3f}"
+                     f", {m.get('quant_algo', 'quantized')} {m['quantized_perplexity']:.3f}, ratio {m['ratio']:.4f} "
+                     f"{verdict} the gate (<= {m.get('max_ratio')})")
+    if manifest.stages.get("card") is not None and manifest.stages["card"].artifacts:
+        card = next(iter(manifest.stages["card"].artifacts.values()))["path"]
+        lines.append(f"model card: {card}")
+    return lines

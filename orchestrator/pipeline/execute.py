@@ -31,6 +31,16 @@ class Events:
     def warn(self, message: str) -> None: ...
 
 
+CARD_FILE = "README.md"  # the card stage writes the model card into checkpoint-hf, after quantize recorded it
+
+
+def artifact_size(path: Path) -> int:
+    """Bytes of an artifact as its stage made it: a later stage's model card does not count."""
+    size = tree_size(path)
+    card = path / CARD_FILE
+    return size - card.stat().st_size if path.is_dir() and card.is_file() else size
+
+
 def _intact(stage: StageDef, record: StageRecord, layout: WorkdirLayout) -> bool:
     """Outputs exist and still have the sizes recorded when they were made."""
     for path in stage.outputs(layout):
@@ -38,7 +48,7 @@ def _intact(stage: StageDef, record: StageRecord, layout: WorkdirLayout) -> bool
             return False
     for artifact in record.artifacts.values():
         path = Path(artifact["path"])
-        if not path.exists() or tree_size(path) != artifact.get("bytes"):
+        if not path.exists() or artifact_size(path) != artifact.get("bytes"):
             return False
     return True
 
@@ -178,7 +188,8 @@ def _run_stage(stage: StageDef, ctx: StageContext, manifest: Manifest, fingerpri
     record.metrics = outcome.metrics
     artifacts = {k: Path(v["path"]) for k, v in (own.artifacts if own is not None else {}).items()}
     artifacts.update(outcome.artifacts)
-    record.artifacts = {k: {"path": str(p), "bytes": tree_size(p) if p.exists() else 0} for k, p in artifacts.items()}
+    record.artifacts = {k: {"path": str(p), "bytes": artifact_size(p) if p.exists() else 0}
+                        for k, p in artifacts.items()}
     save_manifest(layout.manifest, manifest)
     events.stage_end(stage.name, "done", f"{usage.duration_s:.1f}s")
 

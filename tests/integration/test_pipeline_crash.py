@@ -93,3 +93,22 @@ def test_fingerprints_follow_the_recipe(tmp_path):
     assert port == base
     changed = {name for name in ENGINE_STAGES if samples[name] != base[name]}
     assert changed == {"quantize", "convert", "build", "verify", "eval", "card"}
+
+
+def test_full_default_run_then_rerun_does_nothing(tmp_path):
+    """`make engine`'s job: every stage of the embedded default, then a re-run that only checks."""
+    import json
+
+    workdir = tmp_path / "engine"
+    first = subprocess.run([EXE, "run", RECIPE, "-w", workdir], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert first.returncode == 0, first.stderr
+    assert "perplexity (builtin" in first.stdout and "passes the gate" in first.stdout
+    manifest = json.loads((workdir / "manifest.json").read_text())
+    assert {n: s["status"] for n, s in manifest["stages"].items()} == {
+        "fetch": "skipped", "quantize": "done", "convert": "done", "build": "skipped", "verify": "done",
+        "eval": "done", "card": "done"}
+    assert (workdir / "checkpoint-hf" / "README.md").is_file()
+    again = subprocess.run([EXE, "run", RECIPE, "-w", workdir], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert again.returncode == 0, again.stderr
+    for stage in ("quantize", "convert", "verify", "eval", "card"):
+        assert f"up to date {stage}" in again.stderr, again.stderr
