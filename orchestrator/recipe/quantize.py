@@ -19,6 +19,7 @@ class QuantMemory(str, Enum):
     gpu = "gpu"
     offload = "offload"
     layerwise = "layerwise"
+    stream = "stream"
 
 
 class QuantDevice(str, Enum):
@@ -65,8 +66,9 @@ class QuantizeSection(Section):
     )
     memory: QuantMemory = Field(
         default=QuantMemory.auto,
-        description="Where weights live during calibration: gpu (all on the GPU), offload (CPU, streamed), "
-        "layerwise, or auto (chosen from model size vs free GPU memory).",
+        description="Where weights live during calibration: gpu (all on the GPU), stream (CPU memory, each "
+        "decoder layer moved to the GPU once, layerwise), offload (accelerate device_map, weights re-sent per "
+        "batch), layerwise (on the GPU, modelopt layerwise), or auto (gpu when the weights fit, else stream).",
     )
     device: QuantDevice = Field(default=QuantDevice.auto, description="Calibration device; auto = GPU when present.")
 

@@ -6,10 +6,18 @@ convert never calibrates again) and exports <workdir>/checkpoint-hf with the tok
 an orchestrator.json saying how it was made. Both directories appear atomically. The
 result carries the in-memory quantized model, so `convert(recipe, model=result.model)`
 in the same process does not load the model again.
+
+`quantize_and_export` is the core on a loaded model (calibrate, save the state, export);
+bench/quantize.py times that same function on a synthetic model. Where the weights live
+(`quantize.memory`, resolved by `choose_memory`): gpu, wholly on the GPU; stream, in CPU
+memory with each decoder layer visiting the GPU once (layer_stream.py); offload,
+accelerate's device_map (every batch re-sends the offloaded weights); layerwise, on the
+GPU with modelopt's resumable layerwise calibration.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import shutil
@@ -27,6 +35,12 @@ from orchestrator.stages.progress import ProgressFn
 
 PROVENANCE_FILE = "orchestrator.json"
 LAYERWISE_FINGERPRINT = "orchestrator-fingerprint.json"
+# `auto` keeps the model wholly on the GPU when its weights take at most this share of the free
+# memory; the rest holds calibration activations and the export's packed copies. Larger: stream.
+GPU_FIT_FRACTION = 0.8
+# Shard size of a streamed export: the writer holds one shard (and safetensors one serialized
+# copy of it) in CPU memory next to the whole BF16 model, so smaller than modelopt's 10GB default.
+STREAM_SHARD_SIZE = "5GB"
 
 
 @dataclass
@@ -48,6 +62,7 @@ class QuantizeResult:
     calibration: dict[str, Any]
     checkpoint_bytes: int
     versions: dict[str, str | None]
+    streamed: dict[str, Any] | None = None  # LayerStreamer.stats() when memory=stream
     model: Any = field(default=None, repr=False, compare=False)
 
     def stage_record(self) -> StageRecord:
@@ -60,7 +75,7 @@ class QuantizeResult:
             metrics={"device": self.device, "format": self.format, "load_s": self.load_s,
                      "calibration_s": self.calibration_s, "export_s": self.export_s,
                      "source_bytes": self.source.get("bytes"), "checkpoint_bytes": self.checkpoint_bytes,
-                     "calibration": self.calibration},
+                     "calibration": self.calibration, "streamed": self.streamed},
         )
 
 
@@ -82,21 +97,46 @@ def torch_dtype(recipe):
     return getattr(torch, recipe.model.dtype.value)
 
 
-def load_model(path: Path, recipe, device: str):
-    """The source model in the recipe's dtype, placed for calibration (memory strategy on a GPU)."""
-    import torch
+def choose_memory(requested: str, device: str, weights_bytes: int, free_bytes: int) -> str:
+    """Where the weights live during calibration: as asked, or (auto) gpu when they fit, else stream.
+
+    Off the GPU there is nothing to choose: "cpu".
+    """
+    if device != "cuda":
+        return "cpu"
+    if requested != "auto":
+        return requested
+    return "gpu" if weights_bytes <= GPU_FIT_FRACTION * free_bytes else "stream"
+
+
+def resolve_memory(path: Path, recipe, device: str) -> str:
+    """`choose_memory` for the model at `path` (its safetensors size) and this GPU's free memory."""
+    free = 0
+    if device == "cuda":
+        import torch
+
+        free, _ = torch.cuda.mem_get_info()
+    weights = sum(p.stat().st_size for p in Path(path).glob("*.safetensors"))
+    return choose_memory(recipe.quantize.memory.value, device, weights, free)
+
+
+def load_model(path: Path, recipe, device: str, memory: str | None = None):
+    """The source model in the recipe's dtype, placed for calibration by the memory strategy.
+
+    stream loads into CPU memory (quantize_and_export moves the layers); offload lets
+    accelerate keep on the CPU what does not fit and re-send it per batch (slow, see DESIGN).
+    """
     from transformers import AutoModelForCausalLM
 
+    memory = memory or resolve_memory(path, recipe, device)
     kwargs: dict[str, Any] = {"dtype": torch_dtype(recipe), "trust_remote_code": recipe.model.trust_remote_code}
-    if device == "cuda":
-        memory = recipe.quantize.memory.value
+    if memory == "offload":
+        import torch
+
         free, _ = torch.cuda.mem_get_info()
-        weights = sum(p.stat().st_size for p in Path(path).glob("*.safetensors"))
-        if memory == "offload" or (memory == "auto" and weights > 0.8 * free):
-            # accelerate keeps what does not fit on the CPU and streams it per batch (slow, see DESIGN).
-            kwargs.update(device_map="auto", max_memory={0: int(0.8 * free), "cpu": "1000GiB"})
-        else:
-            kwargs["device_map"] = {"": 0}
+        kwargs.update(device_map="auto", max_memory={0: int(GPU_FIT_FRACTION * free), "cpu": "1000GiB"})
+    elif memory in ("gpu", "layerwise"):
+        kwargs["device_map"] = {"": 0}
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
     except (OSError, ValueError) as exc:
@@ -131,6 +171,76 @@ def _layerwise_dir(recipe, layout: WorkdirLayout, fingerprint: dict[str, Any]) -
     return directory
 
 
+@dataclass
+class CoreResult:
+    """What `quantize_and_export` did: the calibrated model and its timings."""
+
+    model: Any
+    calibration_s: float
+    export_s: float
+    layerwise: bool
+    streamed: dict[str, Any] | None  # LayerStreamer.stats() when memory=stream
+
+
+def effective_config(config: dict[str, Any] | None, memory: str) -> dict[str, Any] | None:
+    """The modelopt config as run: streaming needs layerwise calibration (each layer calibrated on all batches)."""
+    from orchestrator.stages.layer_stream import with_layerwise
+
+    return with_layerwise(config) if memory == "stream" else config
+
+
+def quantize_and_export(model, config: dict[str, Any] | None, forward_loop, *, memory: str, device: str, dtype,
+                        export_dir: Path, state_dir: Path | None = None,
+                        source: dict[str, Any] | None = None) -> CoreResult:
+    """Calibrate `model` with `config`, save the quantizer state (when `state_dir`), export the unified HF checkpoint.
+
+    The stage's core, also what bench/quantize.py times. `memory` is a resolved strategy
+    (`choose_memory`); with "stream" the model comes in CPU memory and leaves it there,
+    each decoder layer having been on `device` once for calibration and once for export.
+    """
+    import modelopt.torch.quantization as mtq
+    from modelopt.torch.export import export_hf_checkpoint
+
+    from orchestrator.stages.layer_stream import LayerStreamer, streamed_export
+    from orchestrator.stages.quant_config import algorithm_method, is_layerwise
+    from orchestrator.stages.quant_state import (
+        AMAX_ONLY_ALGORITHMS,
+        export_preserving_weights,
+        save_state,
+        sort_exclude_lists,
+    )
+
+    clock = instrument.Stopwatch()
+    config = effective_config(config, memory)
+    method = algorithm_method(config)
+    streamer = (LayerStreamer(model, device, writeback=method not in AMAX_ONLY_ALGORITHMS)
+                if memory == "stream" and config is not None else None)
+    with streamer.attached() if streamer else contextlib.nullcontext():
+        if config is not None:
+            model = mtq.quantize(model, config, forward_loop)
+        if streamer is not None:
+            # All layers home before the export snapshots the model (export_preserving_weights),
+            # so what it restores afterwards is CPU-resident too.
+            streamer.release()
+        _sync_gpu()
+        calibration_s = clock.elapsed
+        if state_dir is not None:
+            save_state(model, state_dir, source or {}, method)
+        with export_preserving_weights(model):
+            if config is None:
+                model.save_pretrained(export_dir)
+            elif streamer is not None:
+                with streamed_export(model, streamer):
+                    export_hf_checkpoint(model, dtype=dtype, export_dir=export_dir, max_shard_size=STREAM_SHARD_SIZE)
+            else:
+                export_hf_checkpoint(model, dtype=dtype, export_dir=export_dir)
+        if config is not None:
+            sort_exclude_lists(export_dir)
+        _sync_gpu()
+    return CoreResult(model=model, calibration_s=calibration_s, export_s=round(clock.elapsed - calibration_s, 3),
+                      layerwise=is_layerwise(config), streamed=streamer.stats() if streamer else None)
+
+
 def quantize(recipe, *, progress: ProgressFn | None = None) -> QuantizeResult:
     """Calibrate and export; see the module docstring. Raises UserError for anything the user can fix."""
     from orchestrator.recipe.dump import recipe_dict
@@ -141,8 +251,7 @@ def quantize(recipe, *, progress: ProgressFn | None = None) -> QuantizeResult:
         load_texts,
         select_samples,
     )
-    from orchestrator.stages.quant_config import algorithm_method, build_quant_config, is_layerwise
-    from orchestrator.stages.quant_state import export_preserving_weights, save_state, sort_exclude_lists
+    from orchestrator.stages.quant_config import build_quant_config, is_layerwise
 
     layout = WorkdirLayout(recipe.resolved_workdir)
     cal = recipe.quantize.calibration
@@ -152,13 +261,14 @@ def quantize(recipe, *, progress: ProgressFn | None = None) -> QuantizeResult:
     device = choose_device(recipe)
     with instrument.library_output_to(layout.log("quantize")):
         # Imported here so their import-time chatter (deepspeed's accelerator notice) goes to the log.
-        import modelopt.torch.quantization as mtq
-        from modelopt.torch.export import export_hf_checkpoint
+        import modelopt.torch.export  # noqa: F401
+        import modelopt.torch.quantization  # noqa: F401
 
         tokenizer = load_tokenizer(location.path, recipe)
         documents, described = load_texts(cal.dataset, location.path if location.kind == "builtin" else None)
         data = select_samples(documents, tokenizer, cal.samples, cal.seq_len, cal.seed, described)
-        model = load_model(location.path, recipe, device)
+        memory = resolve_memory(location.path, recipe, device)
+        model = load_model(location.path, recipe, device, memory)
         load_s = clock.elapsed
 
         source = _source_info(location, recipe)
@@ -167,31 +277,25 @@ def quantize(recipe, *, progress: ProgressFn | None = None) -> QuantizeResult:
         config = build_quant_config(recipe, _layerwise_dir(recipe, layout, fingerprint))
         batch_size = cal.batch_size if isinstance(cal.batch_size, int) else (
             cpu_batch_size(data.samples, data.seq_len, model.config) if device == "cpu" else None)
-        layers = getattr(model.config, "num_hidden_layers", None) if is_layerwise(config) else None
+        layers = (getattr(model.config, "num_hidden_layers", None)
+                  if is_layerwise(effective_config(config, memory)) else None)
         loop = ForwardLoop(data, device, batch_size, progress, forward_kwargs(model), layers=layers)
-        if config is not None:
-            model = mtq.quantize(model, config, loop)
-        calibration_s = round(clock.elapsed - load_s, 3)
-
-        calibration = {"dataset": cal.dataset, "source": data.source, "samples": data.samples,
-                       "seq_len": data.seq_len, "batch_size": loop.batch_size, "seed": cal.seed,
-                       "sha256": data.sha256, "tokens": data.tokens, "windows_available": data.windows_available,
-                       "forward_passes": loop.calls, "layerwise": is_layerwise(config)}
         versions = instrument.versions()
         # Nested: the state and the checkpoint appear together or not at all, so convert never pairs
         # a new state with an old checkpoint.
         with atomic_dir(layout.modelopt_state) as state_tmp, atomic_dir(layout.checkpoint_hf) as hf_tmp:
-            save_state(model, state_tmp, source, algorithm_method(config))
-            with export_preserving_weights(model):
-                if config is not None:
-                    export_hf_checkpoint(model, dtype=torch_dtype(recipe), export_dir=hf_tmp)
-                    sort_exclude_lists(hf_tmp)
-                else:
-                    model.save_pretrained(hf_tmp)
+            core = quantize_and_export(model, config, loop, memory=memory, device=device, dtype=torch_dtype(recipe),
+                                       export_dir=hf_tmp, state_dir=state_tmp, source=source)
+            model = core.model
+            calibration = {"dataset": cal.dataset, "source": data.source, "samples": data.samples,
+                           "seq_len": data.seq_len, "batch_size": loop.batch_size, "seed": cal.seed,
+                           "sha256": data.sha256, "tokens": data.tokens, "windows_available": data.windows_available,
+                           "forward_passes": loop.calls, "layerwise": core.layerwise, "memory": memory}
             tokenizer.save_pretrained(hf_tmp)
             atomic_write_json(hf_tmp / PROVENANCE_FILE, {
                 "stage": "quantize", "recipe": recipe_dict(recipe), "source": source,
                 "calibration": calibration, "device": device, "versions": versions})
+        calibration_s = core.calibration_s
         if calibration["layerwise"]:
             shutil.rmtree(layout.layerwise_checkpoints, ignore_errors=True)  # resume cache, spent
     return QuantizeResult(
@@ -199,7 +303,16 @@ def quantize(recipe, *, progress: ProgressFn | None = None) -> QuantizeResult:
         format=recipe.quantize.format.value, started_at=clock.started_at, duration_s=clock.elapsed, load_s=load_s,
         calibration_s=calibration_s, export_s=round(clock.elapsed - load_s - calibration_s, 3),
         peak_cpu_mem_gb=instrument.peak_cpu_rss_gb(), peak_gpu_mem_gb=instrument.peak_gpu_gb(), source=source,
-        calibration=calibration, checkpoint_bytes=tree_size(layout.checkpoint_hf), versions=versions, model=model)
+        calibration=calibration, checkpoint_bytes=tree_size(layout.checkpoint_hf), versions=versions,
+        streamed=core.streamed, model=model)
+
+
+def _sync_gpu() -> None:
+    """Wait for queued GPU work, so a timing covers it (copies and kernels are asynchronous)."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def _source_info(location: ModelLocation, recipe) -> dict[str, Any]:
