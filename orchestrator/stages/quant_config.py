@@ -30,6 +30,10 @@ def exclude_entry(pattern: str) -> dict[str, Any]:
     return {"quantizer_name": quantizer, "enable": False}
 
 
+# Calibration methods that only set quantizer amax values (modelopt's LayerwiseConfig.calib_mutates_weights).
+AMAX_ONLY_METHODS = frozenset({"max", "mse", "local_hessian"})
+
+
 def build_quant_config(recipe, layerwise_dir: Path | None = None) -> dict[str, Any] | None:
     """The config for `mtq.quantize`, or None when the recipe quantizes nothing (format none, kv none)."""
     import modelopt.torch.quantization as mtq
@@ -54,6 +58,10 @@ def build_quant_config(recipe, layerwise_dir: Path | None = None) -> dict[str, A
         algorithm = config.get("algorithm") or "max"
         algorithm = {"method": algorithm} if isinstance(algorithm, str) else dict(algorithm)
         algorithm["layerwise"] = {"enable": True, "checkpoint_dir": str(layerwise_dir)}
+        if algorithm.get("method") in AMAX_ONLY_METHODS:
+            # Amax-only calibration leaves weights untouched: without this, modelopt's resume cache
+            # saves every layer's full weights (more than the NVFP4 export itself for Mixtral-8x7B).
+            algorithm["layerwise"]["calib_mutates_weights"] = False
         config["algorithm"] = algorithm
     return config
 

@@ -54,7 +54,8 @@ def test_nvfp4_with_fp8_kv_and_excludes(mtq, tmp_path):
     assert config["algorithm"] == "max"
     mtq.config.QuantizeConfig.model_validate(config)  # modelopt accepts it
     layerwise = build_quant_config(_recipe(), layerwise_dir=tmp_path)
-    assert layerwise["algorithm"] == {"method": "max", "layerwise": {"enable": True, "checkpoint_dir": str(tmp_path)}}
+    assert layerwise["algorithm"] == {"method": "max", "layerwise": {
+        "enable": True, "checkpoint_dir": str(tmp_path), "calib_mutates_weights": False}}
     mtq.config.QuantizeConfig.model_validate(layerwise)
 
 
