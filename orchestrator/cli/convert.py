@@ -15,6 +15,7 @@ def convert(recipe: RecipeArg, overrides: OverridesArg = None, workdir: WorkdirO
     loaded = load(recipe, overrides, workdir)
     result = run_recorded(loaded, "convert", lambda: run_convert(loaded))
     console().print(
-        f"wrote {result.checkpoint_dir}: {', '.join(result.rank_files)} (tp {result.tp} x pp {result.pp}, "
+        f"wrote {result.checkpoint_dir}: {', '.join(result.rank_files)} (tp {result.tp} x pp {result.pp}"
+        f"{f', ep {result.ep}' if result.ep > 1 else ''}, "
         f"decoder {result.decoder_type}, {human_bytes(result.checkpoint_bytes)}) in {result.duration_s:.1f} s "
         f"(restore {result.load_s:.1f} s, export {result.export_s:.1f} s)")

@@ -108,11 +108,6 @@ def _parallel_fits_platform(recipe: Recipe) -> Iterator[Problem]:
     if ckpt.tp % ckpt.ep != 0:
         yield Problem("checkpoint.ep", ckpt.ep,
                       f"must divide checkpoint.tp ({ckpt.tp}): TRT-LLM splits the tp ranks into moe_tp x moe_ep")
-    if ckpt.ep > 1 and recipe.build.backend.value == "tensorrt":
-        yield Problem("checkpoint.ep", ckpt.ep,
-                      "modelopt 0.47's TRT-LLM checkpoint export splits experts by tensor parallelism only "
-                      "(moe_ep_size 1), so a TensorRT engine cannot use ep > 1; use build.backend: pytorch "
-                      "(trtllm-serve --ep_size) or checkpoint.ep: 1")
     experts = expert_count(recipe)
     if experts is not None and experts % ckpt.ep != 0:
         yield Problem("checkpoint.ep", ckpt.ep, f"must divide the model's {experts} experts")

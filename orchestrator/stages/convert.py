@@ -2,7 +2,8 @@
 
 Given the in-memory model from `quantize` it exports that; otherwise it loads the source
 model and restores the saved quantizer state (no calibration). modelopt's
-`export_tensorrt_llm_checkpoint` does the work with tp/pp from the recipe; Mixtral's
+`export_tensorrt_llm_checkpoint` does the work with tp/pp from the recipe (for ep > 1,
+reshard.py then re-cuts its tp-split experts into moe_tp x moe_ep); Mixtral's
 decoder type is "llama" (modelopt's own model-type table decides). Needs transformers
 4.57.x: under 5.x modelopt 0.47 fails on Mixtral's fused experts (DESIGN.md).
 """
@@ -10,6 +11,7 @@ decoder type is "llama" (modelopt's own model-type table decides). Needs transfo
 from __future__ import annotations
 
 import platform
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ class ConvertResult:
     rank_files: list[str]
     tp: int
     pp: int
+    ep: int
     decoder_type: str
     reused_model: bool  # True: the in-memory model from quantize, no load
     started_at: str
@@ -47,7 +50,7 @@ class ConvertResult:
             peak_cpu_mem_gb=self.peak_cpu_mem_gb, peak_gpu_mem_gb=self.peak_gpu_mem_gb,
             artifacts={"checkpoint_trtllm": {"path": str(self.checkpoint_dir), "bytes": self.checkpoint_bytes}},
             versions=self.versions, host=platform.node(), gpu=instrument.gpu_name(),
-            metrics={"tp": self.tp, "pp": self.pp, "rank_files": self.rank_files, "decoder_type": self.decoder_type,
+            metrics={"tp": self.tp, "pp": self.pp, "ep": self.ep, "rank_files": self.rank_files, "decoder_type": self.decoder_type,
                      "reused_model": self.reused_model, "load_s": self.load_s, "export_s": self.export_s,
                      "checkpoint_bytes": self.checkpoint_bytes},
         )
@@ -88,9 +91,6 @@ def convert(recipe, *, model: Any = None) -> ConvertResult:
     from orchestrator.stages.quantize import torch_dtype
 
     ckpt = recipe.checkpoint
-    if ckpt.ep != 1:
-        raise UserError(f"checkpoint.ep={ckpt.ep}: modelopt 0.47's TRT-LLM export writes moe_ep_size 1 (experts split "
-                        "by tensor parallelism); set checkpoint.ep: 1")
     _check_transformers()
     layout = WorkdirLayout(recipe.resolved_workdir)
     clock = instrument.Stopwatch()
@@ -109,19 +109,27 @@ def convert(recipe, *, model: Any = None) -> ConvertResult:
                             "this model can be served from checkpoint-hf with build.backend: pytorch")
         versions = instrument.versions()
         with atomic_dir(layout.checkpoint_trtllm) as tmp:
+            # modelopt splits experts by tp only (moe_ep_size 1): for ep > 1 export with tp into a
+            # scratch folder inside the partial checkpoint, then re-cut the experts (reshard.py).
+            export_dir = tmp if ckpt.ep == 1 else tmp / "tp-export"
             with export_preserving_weights(model):
-                export_tensorrt_llm_checkpoint(model, decoder_type, dtype=torch_dtype(recipe), export_dir=tmp,
+                export_tensorrt_llm_checkpoint(model, decoder_type, dtype=torch_dtype(recipe), export_dir=export_dir,
                                                inference_tensor_parallel=ckpt.tp, inference_pipeline_parallel=ckpt.pp)
+            if ckpt.ep > 1:
+                from orchestrator.stages.reshard import write_expert_parallel
+
+                write_expert_parallel(export_dir, tmp, ckpt.ep)
+                shutil.rmtree(export_dir)
             sort_exclude_lists(tmp)
             rank_files = sorted(p.name for p in tmp.glob("rank*.safetensors"))
             if len(rank_files) != ckpt.world_size:
-                raise UserError(f"modelopt wrote {len(rank_files)} rank files for tp={ckpt.tp} x pp={ckpt.pp}; "
+                raise UserError(f"convert wrote {len(rank_files)} rank files for tp={ckpt.tp} x pp={ckpt.pp}; "
                                 f"see {layout.log('convert')}")
             atomic_write_json(tmp / PROVENANCE_FILE, {
                 "stage": "convert", "recipe": recipe_dict(recipe),
                 "source": _quantize_source(layout), "decoder_type": decoder_type, "versions": versions})
     return ConvertResult(
-        checkpoint_dir=layout.checkpoint_trtllm, rank_files=rank_files, tp=ckpt.tp, pp=ckpt.pp,
+        checkpoint_dir=layout.checkpoint_trtllm, rank_files=rank_files, tp=ckpt.tp, pp=ckpt.pp, ep=ckpt.ep,
         decoder_type=decoder_type, reused_model=reused, started_at=clock.started_at, duration_s=clock.elapsed,
         load_s=load_s, export_s=round(clock.elapsed - load_s, 3), peak_cpu_mem_gb=instrument.peak_cpu_rss_gb(),
         peak_gpu_mem_gb=instrument.peak_gpu_gb(), checkpoint_bytes=tree_size(layout.checkpoint_trtllm),

@@ -38,6 +38,7 @@ def verify_checkpoint(path: Path | str, *, original: Path | str | None = None) -
         quantized, excluded = facts.quantized, facts.excluded
         dtype_name, scale_leaves = config.get("dtype"), set(TRTLLM_NAMES.suffixes)
         mapping = {k: v for k, v in (config.get("mapping") or {}).items() if isinstance(v, int)}
+        shards = "ok" if facts.shards_checked else None
     elif is_hf_checkpoint(path):
         kind = "hf"
         facts, violations = check_hf(path)
@@ -45,7 +46,7 @@ def verify_checkpoint(path: Path | str, *, original: Path | str | None = None) -
         config, quant = facts.config, facts.quant
         quantized, excluded = len(facts.quantized), len(facts.excluded)
         dtype_name, scale_leaves = config.get("torch_dtype") or config.get("dtype"), set(HF_NAMES.suffixes)
-        mapping = {}
+        mapping, shards = {}, None
     else:
         raise UserError(f"{path}: no checkpoint here (want config.json with *.safetensors, or rank*.safetensors)",
                         hint="orchestrator verify work/<name>/checkpoint-hf or work/<name>/checkpoint-trtllm")
@@ -67,4 +68,5 @@ def verify_checkpoint(path: Path | str, *, original: Path | str | None = None) -
         files=files, tensors=sum(len(index.names()) for index in indexes),
         quantized_modules=quantized, excluded_modules=excluded, checkpoint_bytes=sum(by_dtype.values()),
         bytes_by_dtype=by_dtype, original_bytes=original_bytes, original_source=source, mapping=mapping,
+        shards=shards,
     )

@@ -14,6 +14,8 @@ def size_tables(report: VerifyReport) -> list:
     kv = f", KV cache {report.kv_cache_quant_algo}" if report.kv_cache_quant_algo else ""
     mapping = (f", tp {report.mapping.get('tp_size', 1)} x pp {report.mapping.get('pp_size', 1)}"
                if report.mapping else "")
+    if report.mapping.get("moe_ep_size", 1) > 1:
+        mapping += f" (moe_tp {report.mapping.get('moe_tp_size')} x moe_ep {report.mapping['moe_ep_size']})"
     sizes = Table(title=f"{report.path}: {kind}, {algo}{kv}{mapping}: contract OK", title_justify="left")
     sizes.add_column("")
     sizes.add_column("value", justify="right")
@@ -25,6 +27,8 @@ def size_tables(report: VerifyReport) -> list:
     sizes.add_row("Quantized modules", str(report.quantized_modules))
     sizes.add_row("Excluded linears", str(report.excluded_modules))
     sizes.add_row("Tensors / files", f"{report.tensors} / {len(report.files)}")
+    if report.shards:
+        sizes.add_row("shards recombine", report.shards)
     sizes.caption = f"original size: {report.original_source}"
 
     dtypes = Table(title="bytes per dtype", title_justify="left")

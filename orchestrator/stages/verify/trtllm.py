@@ -3,7 +3,8 @@
 config.json's mapping decides the rank files (rank0..rank{world_size-1}.safetensors, no
 others); each rank's quantized linears follow the NVFP4 contract with TRT-LLM's names and
 per-rank shapes (tp splits heads and FFN, ep the experts); ranks of one pipeline stage
-hold the same tensors; routers and lm_head stay unquantized.
+hold the same tensors, and their shards join into the unsharded shapes config.json implies
+(shards.py); routers and lm_head stay unquantized.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class TRTLLMFacts:
     indexes: list[TensorIndex] = field(default_factory=list)
     quantized: int = 0
     excluded: int = 0
+    shards_checked: bool = False  # several ranks per stage, and they join into the unsharded tensors
 
 
 def is_trtllm_checkpoint(path: Path) -> bool:
@@ -98,6 +100,11 @@ def check_trtllm(path: Path) -> tuple[TRTLLMFacts, list[Violation]]:
                                             f"holds {len(seen)} decoder layers; {layers} layers / pp {pp} = "
                                             f"{layers // pp}"))
     violations += list(_ranks_agree(facts.indexes, tp, pp))
+    if tp > 1 and not violations:
+        from orchestrator.stages.verify.shards import recombination_violations
+
+        violations += list(recombination_violations(facts.indexes, config))
+        facts.shards_checked = not violations
     return facts, violations
 
 

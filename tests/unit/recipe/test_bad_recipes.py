@@ -74,7 +74,6 @@ CASES = [
     ("tp-exceeds-gpus", SPARK, ["checkpoint.tp=2"], ["checkpoint.tp=2", "dgx-spark has at most 1"]),
     ("ep-not-dividing-tp", B200, ["checkpoint.ep=4"], ["checkpoint.ep=4", "must divide checkpoint.tp"]),
     ("ep-not-dividing-experts", B200, ["checkpoint.tp=6", "checkpoint.ep=3"], ["checkpoint.ep=3", "8 experts"]),
-    ("ep-with-tensorrt-engine", B200, ["build.backend=tensorrt"], ["checkpoint.ep=2", "moe_ep_size 1"]),
     ("nvfp4-plugin-with-fp8", SPARK, ["quantize.format=fp8"], ["build.gemm_plugin='nvfp4'", "NVFP4 format"]),
     ("input-ge-seq", SPARK, ["build.max_input_len=8192"], ["build.max_input_len=8192", "below build.max_seq_len"]),
     ("pytorch-with-gemm-plugin", SPARK, ["build.backend=pytorch"], ["build.gemm_plugin", "backend: pytorch"]),

@@ -153,6 +153,6 @@ def write_trtllm_checkpoint(directory: Path, tp: int = 1) -> Path:
                                "exclude_modules": ["transformer.layers.0.mlp.router", "lm_head"]},
               "moe": {"num_experts": d["experts"], "top_k": 2, "normalization_mode": 1}}
     (directory / "config.json").write_text(json.dumps(config))
-    for rank in range(tp):
-        write_safetensors(directory / f"rank{rank}.safetensors", trtllm_rank_tensors(tp, seed=rank))
+    for rank in range(tp):  # one seed: a real export's ranks hold the same replicated tensors (norms, scales)
+        write_safetensors(directory / f"rank{rank}.safetensors", trtllm_rank_tensors(tp, seed=0))
     return directory
