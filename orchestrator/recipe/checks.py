@@ -108,6 +108,12 @@ def _parallel_fits_platform(recipe: Recipe) -> Iterator[Problem]:
     if ckpt.tp % ckpt.ep != 0:
         yield Problem("checkpoint.ep", ckpt.ep,
                       f"must divide checkpoint.tp ({ckpt.tp}): TRT-LLM splits the tp ranks into moe_tp x moe_ep")
+    gpus = recipe.quantize.gpus
+    if gpus > 1 and (not plat.has_gpu or recipe.quantize.device.value == "cpu"):
+        yield Problem("quantize.gpus", gpus, "calibration on several GPUs needs a GPU platform and quantize.device "
+                      "auto or cuda")
+    elif plat.has_gpu and gpus > plat.max_gpus:
+        yield Problem("quantize.gpus", gpus, f"{plat.name} has at most {plat.max_gpus} GPU(s) per host")
     experts = expert_count(recipe)
     if experts is not None and experts % ckpt.ep != 0:
         yield Problem("checkpoint.ep", ckpt.ep, f"must divide the model's {experts} experts")

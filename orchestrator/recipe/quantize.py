@@ -71,6 +71,11 @@ class QuantizeSection(Section):
         "batch), layerwise (on the GPU, modelopt layerwise), or auto (gpu when the weights fit, else stream).",
     )
     device: QuantDevice = Field(default=QuantDevice.auto, description="Calibration device; auto = GPU when present.")
+    gpus: int = Field(
+        default=1, ge=1, le=8,
+        description="GPUs of this host the model may spread over for calibration (memory gpu/auto): accelerate "
+        "places whole decoder layers across them, as modelopt's hf_ptq does for models larger than one GPU.",
+    )
 
     @field_validator("format", "kv_cache", mode="before")
     @classmethod

@@ -109,13 +109,24 @@ def choose_memory(requested: str, device: str, weights_bytes: int, free_bytes: i
     return "gpu" if weights_bytes <= GPU_FIT_FRACTION * free_bytes else "stream"
 
 
+def calibration_gpus(recipe) -> int:
+    """How many GPUs calibration spreads the model over; UserError when this host has fewer."""
+    import torch
+
+    wanted = recipe.quantize.gpus
+    if wanted > torch.cuda.device_count():
+        raise UserError(f"quantize.gpus={wanted}, but torch sees {torch.cuda.device_count()} GPU(s) here; "
+                        "lower quantize.gpus or run on a larger host")
+    return wanted
+
+
 def resolve_memory(path: Path, recipe, device: str) -> str:
-    """`choose_memory` for the model at `path` (its safetensors size) and this GPU's free memory."""
+    """`choose_memory` for the model at `path` (its safetensors size) and the free memory of the GPUs it may use."""
     free = 0
     if device == "cuda":
         import torch
 
-        free, _ = torch.cuda.mem_get_info()
+        free = sum(torch.cuda.mem_get_info(i)[0] for i in range(calibration_gpus(recipe)))
     weights = sum(p.stat().st_size for p in Path(path).glob("*.safetensors"))
     return choose_memory(recipe.quantize.memory.value, device, weights, free)
 
@@ -135,6 +146,19 @@ def load_model(path: Path, recipe, device: str, memory: str | None = None):
 
         free, _ = torch.cuda.mem_get_info()
         kwargs.update(device_map="auto", max_memory={0: int(GPU_FIT_FRACTION * free), "cpu": "1000GiB"})
+    elif memory in ("gpu", "layerwise") and calibration_gpus(recipe) > 1:
+        import torch
+
+        # Naive model parallelism (modelopt's hf_ptq multi-GPU path): accelerate places whole decoder
+        # layers on GPU 0, 1, ... in order and moves the hidden states between them; nothing goes to the
+        # CPU. Each GPU but the last gets about an equal share of the weights, so the layers spread out
+        # even when one GPU could hold them all (accelerate's "balanced" keeps small models on one GPU).
+        gpus = recipe.quantize.gpus
+        weights = sum(p.stat().st_size for p in Path(path).glob("*.safetensors"))
+        share = int(1.2 * weights / gpus)
+        free = [int(GPU_FIT_FRACTION * torch.cuda.mem_get_info(i)[0]) for i in range(gpus)]
+        budget = {i: (min(free[i], share) if i < gpus - 1 else free[i]) for i in range(gpus)}
+        kwargs.update(device_map="sequential", max_memory=budget)
     elif memory in ("gpu", "layerwise"):
         kwargs["device_map"] = {"": 0}
     try:

@@ -73,6 +73,8 @@ CASES = [
                                    "quantize.kv_cache=nvfp4"], ["quantize.kv_cache", "Blackwell"]),
     ("tp-exceeds-gpus", SPARK, ["checkpoint.tp=2"], ["checkpoint.tp=2", "dgx-spark has at most 1"]),
     ("ep-not-dividing-tp", B200, ["checkpoint.ep=4"], ["checkpoint.ep=4", "must divide checkpoint.tp"]),
+    ("gpus-on-cpu", CPU, ["quantize.gpus=2"], ["quantize.gpus=2", "needs a GPU platform"]),
+    ("gpus-exceed-host", SPARK, ["quantize.gpus=2"], ["quantize.gpus=2", "dgx-spark has at most 1"]),
     ("ep-not-dividing-experts", B200, ["checkpoint.tp=6", "checkpoint.ep=3"], ["checkpoint.ep=3", "8 experts"]),
     ("nvfp4-plugin-with-fp8", SPARK, ["quantize.format=fp8"], ["build.gemm_plugin='nvfp4'", "NVFP4 format"]),
     ("input-ge-seq", SPARK, ["build.max_input_len=8192"], ["build.max_input_len=8192", "below build.max_seq_len"]),
