@@ -106,8 +106,10 @@ def plan(recipe) -> list[StagePlan]:
         ports = {recipe.serve.port: (recipe.serve.host, recipe.serve.port)}
         container = _container(docker, "serve", serve_argv(recipe, root, docker.path_in_runtime), lay.log("serve"),
                                ports) if docker else None
+        own = ("own command: orchestrator deploy (one MPI job over the nodes: mpirun + trtllm-llmapi-launch "
+               "wrap the argv below)" if recipe.nodes > 1 else "own command: orchestrator serve")
         serve = StagePlan("serve", runs=recipe.run.serve or recipe.run.bench,
-                          reason="" if recipe.run.serve else "own command: orchestrator serve",
+                          reason="" if recipe.run.serve else own,
                           inputs=[str(lay.engine if backend == "tensorrt" else lay.checkpoint_hf)],
                           outputs=[f"http://{recipe.serve.host}:{recipe.serve.port}/v1"],
                           where=_trtllm_where(recipe), argv=argv, files=files, container=container)

@@ -204,6 +204,10 @@ def run_serve(recipe, detach: bool = False, runner=None, on_ready=None):
     from orchestrator.runtime import serve_process as sp
     from orchestrator.runtime.base import Job
 
+    if recipe.nodes > 1:
+        raise UserError(f"nodes={recipe.nodes}: a model spread over several hosts is served by one MPI job across "
+                        "them (mpirun + trtllm-llmapi-launch on every node); render it with `orchestrator deploy "
+                        f"{recipe.source_path or 'RECIPE'} --target compose|kubernetes` (README: Two DGX Sparks)")
     layout = WorkdirLayout(recipe.resolved_workdir)
     serve = recipe.serve
     running = sp.running_server(layout.serve_state, runner_for(recipe))

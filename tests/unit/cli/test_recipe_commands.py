@@ -127,3 +127,9 @@ def test_help_and_validate_do_not_import_heavy_modules():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", f"heavy modules imported: {out.stdout}"
+
+
+def test_serve_over_several_nodes_points_to_deploy(cli):
+    result = cli("serve", RECIPES / "mixtral-8x7b-instruct-nvfp4-2x-dgx-spark.yaml")
+    assert result.exit_code == 2
+    assert "orchestrator deploy" in result.output and "nodes=2" in result.output
