@@ -17,15 +17,9 @@ PACKAGES = ("trtllm-orchestrator", "nvidia-modelopt", "torch", "transformers", "
 
 def versions() -> dict[str, str | None]:
     """Installed versions of the packages a quantized artifact depends on (None: not installed)."""
-    from importlib.metadata import PackageNotFoundError, version
+    from orchestrator.pipeline.fingerprint import package_versions
 
-    found: dict[str, str | None] = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
-    return found
+    return {"python": platform.python_version(), **package_versions(*PACKAGES)}
 
 
 def peak_cpu_rss_gb() -> float:
