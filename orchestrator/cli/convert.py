@@ -7,13 +7,13 @@ from orchestrator.cli._options import OverridesArg, RecipeArg, WorkdirOpt, load
 
 def convert(recipe: RecipeArg, overrides: OverridesArg = None, workdir: WorkdirOpt = None) -> None:
     """Convert the quantized model to a TensorRT-LLM checkpoint (rank files)."""
+    from orchestrator.pipeline.execute import run_standalone
     from orchestrator.render import console
     from orchestrator.stages.convert import convert as run_convert
-    from orchestrator.stages.instrument import run_recorded
     from orchestrator.stages.verify.report import human_bytes
 
     loaded = load(recipe, overrides, workdir)
-    result = run_recorded(loaded, "convert", lambda: run_convert(loaded))
+    result = run_standalone(loaded, "convert", lambda: run_convert(loaded))
     console().print(
         f"wrote {result.checkpoint_dir}: {', '.join(result.rank_files)} (tp {result.tp} x pp {result.pp}"
         f"{f', ep {result.ep}' if result.ep > 1 else ''}, "

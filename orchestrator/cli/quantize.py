@@ -8,15 +8,15 @@ from orchestrator.cli._options import OverridesArg, QuietOpt, RecipeArg, Workdir
 def quantize(recipe: RecipeArg, overrides: OverridesArg = None, workdir: WorkdirOpt = None,
              quiet: QuietOpt = False) -> None:
     """Quantize the model with nvidia-modelopt (calibration + unified HF export)."""
+    from orchestrator.pipeline.execute import run_standalone
     from orchestrator.render import console
-    from orchestrator.stages.instrument import run_recorded
     from orchestrator.stages.progress import rich_progress
     from orchestrator.stages.quantize import quantize as run_quantize
     from orchestrator.stages.verify.report import human_bytes
 
     loaded = load(recipe, overrides, workdir)
     with rich_progress(not quiet) as progress:
-        result = run_recorded(loaded, "quantize", lambda: run_quantize(loaded, progress=progress))
+        result = run_standalone(loaded, "quantize", lambda: run_quantize(loaded, progress=progress))
     cal = result.calibration
     out = console()
     out.print(f"quantized {result.source['source']} to {result.format} on {result.device} in {result.duration_s:.1f} s "

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from orchestrator.atomic import tree_size
 from orchestrator.errors import GateFailed, OrchestratorError, UserError
 from orchestrator.layout import WorkdirLayout
 from orchestrator.manifest import Manifest, StageRecord, load_manifest, now_iso, save_manifest
 from orchestrator.metering import measure
-from orchestrator.pipeline.graph import ENGINE_STAGES, STAGES, StageContext, StageDef, stage_fingerprint
+from orchestrator.pipeline.graph import (
+    ENGINE_STAGES,
+    STAGES,
+    StageContext,
+    StageDef,
+    StageOutcome,
+    outcome_of,
+    stage_fingerprint,
+)
 from orchestrator.pipeline.lock import workdir_lock
 
 
@@ -146,6 +156,34 @@ def _serve_and_bench(recipe, ctx: StageContext, manifest: Manifest, fingerprints
     card = STAGES["card"]  # the card now has bench numbers to show
     manifest = load_manifest(ctx.layout.manifest, recipe.name)
     _run_stage(card, ctx, manifest, stage_fingerprint(card, ctx, fingerprints), host, gpu, events)
+
+
+def run_standalone(recipe, name: str, work: Callable[[], Any]) -> Any:
+    """One stage as its own command (`orchestrator quantize|convert|verify|eval`): the same workdir lock,
+    fingerprint and manifest record as inside `run`, so a later `run` counts it as up to date."""
+    import dataclasses
+
+    layout = WorkdirLayout(recipe.resolved_workdir)
+    results: list[Any] = []
+
+    def execute_stage(ctx: StageContext) -> StageOutcome:
+        results.append(work())
+        made = {path.name: path for path in STAGES[name].outputs(layout) if path.exists()}
+        return outcome_of(results[0], made)
+
+    stage = dataclasses.replace(STAGES[name], execute=execute_stage)
+    with workdir_lock(layout.root, warn=_stderr):
+        manifest = load_manifest(layout.manifest, recipe.name)
+        manifest.recipe = recipe.name
+        ctx = StageContext(recipe, layout, records=manifest.stages)
+        upstream = {stage_name: record.fingerprint for stage_name, record in manifest.stages.items()}
+        host, gpu = _host_info()
+        _run_stage(stage, ctx, manifest, stage_fingerprint(stage, ctx, upstream), host, gpu, Events())
+    return results[0]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def names_before(name: str, selected: list[str]) -> bool:

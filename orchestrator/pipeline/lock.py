@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +23,9 @@ def _read(path: Path) -> dict:
 
 
 @contextlib.contextmanager
-def workdir_lock(workdir: Path, warn=print) -> Iterator[None]:
+def workdir_lock(workdir: Path, warn=None) -> Iterator[None]:
     """Hold `<workdir>/.lock` for the duration; exit 2 naming the holder when it is held."""
+    warn = warn or (lambda message: print(message, file=sys.stderr))
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / ".lock"
     mine = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S")}

@@ -196,41 +196,6 @@ def _write_eval_json(recipe, path: Path, result: EvalResult) -> None:
 
 def evaluate_and_record(recipe, *, device: str = "auto", progress: ProgressFn | None = None) -> EvalResult:
     """`orchestrator eval`: `evaluate` under the workdir lock, recorded in manifest.json like a pipeline stage."""
-    import socket
+    from orchestrator.pipeline.execute import run_standalone
 
-    from orchestrator.atomic import tree_size
-    from orchestrator.errors import OrchestratorError
-    from orchestrator.manifest import StageRecord, load_manifest, now_iso, record_stage
-    from orchestrator.metering import measure
-    from orchestrator.pipeline.graph import STAGES, StageContext, stage_fingerprint
-    from orchestrator.pipeline.lock import workdir_lock
-
-    layout = WorkdirLayout(recipe.resolved_workdir)
-    stage = STAGES["eval"]
-    with workdir_lock(layout.root):
-        manifest = load_manifest(layout.manifest, recipe.name)
-        # Same fingerprint `orchestrator run` computes, so a standalone eval counts as up to date there.
-        upstream = {name: record.fingerprint for name, record in manifest.stages.items()}
-        fingerprint = stage_fingerprint(stage, StageContext(recipe, layout, records=manifest.stages), upstream)
-        record = StageRecord(status="running", fingerprint=fingerprint, started_at=now_iso(),
-                             host=socket.gethostname(), versions=stage.tools(recipe))
-        failure: BaseException | None = None
-        with measure() as usage:
-            try:
-                result = evaluate(recipe, device=device, progress=progress)
-            except BaseException as exc:  # recorded, then re-raised for the CLI's error mapping
-                failure = exc
-        record.ended_at, record.duration_s = now_iso(), usage.duration_s
-        record.peak_cpu_mem_gb, record.peak_gpu_mem_gb = usage.peak_cpu_mem_gb, usage.peak_gpu_mem_gb
-        if failure is not None:
-            record.status = "failed"
-            record.reason = (failure.message if isinstance(failure, OrchestratorError)
-                             else f"{type(failure).__name__}: {failure}")
-            record.metrics = dict(getattr(failure, "metrics", None) or {})
-            record_stage(layout.manifest, recipe.name, "eval", record)
-            raise failure
-        record.status = "done"
-        record.metrics = result.metrics
-        record.artifacts = {"eval": {"path": str(layout.eval_json), "bytes": tree_size(layout.eval_json)}}
-        record_stage(layout.manifest, recipe.name, "eval", record)
-        return result
+    return run_standalone(recipe, "eval", lambda: evaluate(recipe, device=device, progress=progress))

@@ -80,25 +80,3 @@ def library_output_to(log_path: Path) -> Iterator[None]:
                 yield
         finally:
             library_logger.handlers = saved
-
-
-def run_recorded(recipe, stage: str, work):
-    """Run `work()` (returning a result with `stage_record()`) and record done/failed in the manifest.
-
-    For the standalone stage commands; the pipeline records its own stages with fingerprints.
-    """
-    from orchestrator.layout import WorkdirLayout
-    from orchestrator.manifest import StageRecord, now_iso, record_stage
-
-    manifest = WorkdirLayout(recipe.resolved_workdir).manifest
-    clock = Stopwatch()
-    try:
-        result = work()
-    except BaseException as exc:
-        message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-        record_stage(manifest, recipe.name, stage, StageRecord(
-            status="failed", reason=message, started_at=clock.started_at, ended_at=now_iso(),
-            duration_s=clock.elapsed))
-        raise
-    record_stage(manifest, recipe.name, stage, result.stage_record())
-    return result

@@ -112,3 +112,15 @@ def test_full_default_run_then_rerun_does_nothing(tmp_path):
     assert again.returncode == 0, again.stderr
     for stage in ("quantize", "convert", "verify", "eval", "card"):
         assert f"up to date {stage}" in again.stderr, again.stderr
+
+
+def test_standalone_quantize_counts_for_run(tmp_path):
+    """`orchestrator quantize` records the same fingerprint `run` computes: no second calibration."""
+    workdir = tmp_path / "w"
+    done = subprocess.run([EXE, "quantize", RECIPE, "-w", workdir, "-q"], capture_output=True, text=True, cwd=REPO,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    again = subprocess.run([EXE, "run", RECIPE, "-w", workdir, "--until", "quantize"], capture_output=True, text=True,
+                           cwd=REPO, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "up to date quantize" in again.stderr

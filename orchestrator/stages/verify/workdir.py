@@ -42,4 +42,6 @@ def verify_workdir(recipe, *, original: Path | None = None) -> list[VerifyReport
         reports = [verify_checkpoint(p, original=original) for p in targets]
         return WorkdirVerification(reports, clock.started_at, clock.elapsed, {"python": platform.python_version()})
 
-    return instrument.run_recorded(recipe, "verify", work).reports
+    from orchestrator.pipeline.execute import run_standalone
+
+    return run_standalone(recipe, "verify", work).reports
