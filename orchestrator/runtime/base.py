@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -66,3 +67,23 @@ class Runner(Protocol):
     def attach(self, state: dict) -> Handle:
         """A handle to a job an earlier process started detached, from Handle.state() (`orchestrator stop`)."""
         ...
+
+
+# Environment variables whose values never reach a log or the console (both runners apply this).
+SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|API_KEY|ACCESS_KEY", re.IGNORECASE)
+MASK = "***"
+
+
+class Redactor:
+    """Masks secret values (HF_TOKEN, ...) in any text bound for a log or the console."""
+
+    def __init__(self, env: dict[str, str], secret_names: tuple[str, ...]):
+        names = set(secret_names)
+        self.values = sorted({value for name, value in env.items()
+                              if value and len(value) >= 4 and (name in names or SECRET_NAME.search(name))},
+                             key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for value in self.values:
+            text = text.replace(value, MASK)
+        return text

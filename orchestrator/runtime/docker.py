@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
-import re
 import shlex
 import sys
 import threading
@@ -30,7 +29,7 @@ from typing import Any
 
 from orchestrator.errors import MissingToolError, UserError
 from orchestrator.layout import WorkdirLayout
-from orchestrator.runtime.base import Job, Mount
+from orchestrator.runtime.base import SECRET_NAME, Job, Mount, Redactor
 
 CONTAINER_WORKDIR = Path("/workspace")
 CONTAINER_MODEL = Path("/models/source")
@@ -46,8 +45,6 @@ STOP_GRACE_S = 10.0
 LABEL = "org.trtllm-orchestrator"
 DOCKER_PLATFORMS = {"x86_64": "linux/amd64", "aarch64": "linux/arm64"}
 _HOST_ARCH_ALIASES = {"amd64": "x86_64", "x86_64": "x86_64", "arm64": "aarch64", "aarch64": "aarch64"}
-_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|API_KEY|ACCESS_KEY", re.IGNORECASE)
-MASK = "***"
 DEFAULT_SECRET_ENV: tuple[str, ...] = next(f.default for f in dataclasses.fields(Job) if f.name == "secret_env")
 
 
@@ -100,21 +97,6 @@ def local_source_model(recipe) -> Path | None:
     if fetched.is_symlink() and fetched.resolve().is_dir():
         return fetched.resolve()
     return None
-
-
-class Redactor:
-    """Masks secret values (HF_TOKEN, ...) in any text bound for a log or the console."""
-
-    def __init__(self, env: dict[str, str], secret_names: tuple[str, ...]):
-        names = set(secret_names)
-        self.values = sorted({value for name, value in env.items()
-                              if value and len(value) >= 4 and (name in names or _SECRET_NAME.search(name))},
-                             key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for value in self.values:
-            text = text.replace(value, MASK)
-        return text
 
 
 class _LogTee:
@@ -370,7 +352,7 @@ class DockerRunner:
     def container_spec(self, job: Job) -> dict[str, Any]:
         """What `orchestrator plan` shows: image, mounts, GPU request, ports, env names (never values)."""
         env = self._environment(job)
-        secret = [n for n in sorted(env) if n in job.secret_env or _SECRET_NAME.search(n)]
+        secret = [n for n in sorted(env) if n in job.secret_env or SECRET_NAME.search(n)]
         mounts = self._all_mounts(job)
         cwd = self.path_in_runtime(job.cwd, job) if job.cwd is not None else CONTAINER_WORKDIR
         return {

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from orchestrator.errors import MissingToolError
-from orchestrator.runtime.base import Job
+from orchestrator.runtime.base import Job, Redactor
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -56,20 +56,27 @@ def _resolve(argv: list[str]) -> list[str]:
 def _start_log(job: Job) -> IO[bytes]:
     job.log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(job.log_path, "wb")
-    log.write(f"$ {shlex.join(job.argv)}\n".encode())
+    log.write(f"$ {_redactor(job)(shlex.join(job.argv))}\n".encode())
     log.flush()
     return log
+
+
+def _redactor(job: Job) -> Redactor:
+    """Masks the values of secret variables (HF_TOKEN, ...) the child can see, in its log and on our console."""
+    return Redactor(_environment(job), job.secret_env)
 
 
 def _echo_target() -> IO[bytes] | None:
     return getattr(sys.stdout, "buffer", None)
 
 
-def _tee(source: IO[bytes], log: IO[bytes], echo: bool) -> None:
-    """Copy the child's output line by line to the log file and (echo) to our stdout."""
+def _tee(source: IO[bytes], log: IO[bytes], echo: bool, redact: Redactor | None = None) -> None:
+    """Copy the child's output line by line, secrets masked, to the log file and (echo) to our stdout."""
     out = _echo_target() if echo else None
     try:
         for line in iter(source.readline, b""):
+            if redact is not None and redact.values:
+                line = redact(line.decode("utf-8", "replace")).encode()
             log.write(line)
             log.flush()
             if echo:
@@ -240,7 +247,7 @@ class LocalRunner:
         log = _start_log(job)
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=job.cwd, env=_environment(job), start_new_session=True)
-        tee = threading.Thread(target=_tee, args=(proc.stdout, log, self.echo), daemon=True)
+        tee = threading.Thread(target=_tee, args=(proc.stdout, log, self.echo, _redactor(job)), daemon=True)
         tee.start()
         return LocalHandle(proc.pid, job.log_path, proc, tee).wait()
 
@@ -255,7 +262,7 @@ class LocalRunner:
             return LocalHandle(proc.pid, job.log_path, proc)
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=job.cwd, env=_environment(job), start_new_session=True)
-        tee = threading.Thread(target=_tee, args=(proc.stdout, log, self.echo), daemon=True)
+        tee = threading.Thread(target=_tee, args=(proc.stdout, log, self.echo, _redactor(job)), daemon=True)
         tee.start()
         return LocalHandle(proc.pid, job.log_path, proc, tee)
 

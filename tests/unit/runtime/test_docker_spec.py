@@ -10,8 +10,8 @@ import yaml
 
 from orchestrator.errors import UserError
 from orchestrator.recipe.loader import load_recipe
-from orchestrator.runtime.base import Job
-from orchestrator.runtime.docker import CONTAINER_HF_HOME, CONTAINER_MODEL, DockerRunner, Redactor
+from orchestrator.runtime.base import Job, Redactor
+from orchestrator.runtime.docker import CONTAINER_HF_HOME, CONTAINER_MODEL, DockerRunner
 from tests.conftest import RECIPES, REPO
 
 SPARK = RECIPES / "mixtral-8x7b-instruct-nvfp4-dgx-spark.yaml"
