@@ -68,13 +68,22 @@ def load_manifest(path: Path, recipe_name: str | None = None) -> Manifest:
     """The manifest at `path`, or an empty one when there is none yet."""
     if not path.is_file():
         return Manifest(recipe=recipe_name or "")
-    data = json.loads(path.read_text())
-    if data.get("schema_version") != SCHEMA_VERSION:
-        from orchestrator.errors import UserError
+    from orchestrator.errors import UserError
 
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: not a readable manifest ({type(exc).__name__})",
+                        hint="move manifest.json aside; the next run rebuilds it (and re-runs the stages)") from None
+    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+        data = data if isinstance(data, dict) else {}
         raise UserError(f"{path}: manifest schema_version {data.get('schema_version')} is not {SCHEMA_VERSION}",
                         hint="move the workdir aside or delete manifest.json to start over")
-    stages = {name: StageRecord(**rec) for name, rec in (data.get("stages") or {}).items()}
+    try:
+        stages = {name: StageRecord(**rec) for name, rec in (data.get("stages") or {}).items()}
+    except TypeError as exc:
+        raise UserError(f"{path}: a stage record does not fit schema_version {SCHEMA_VERSION} ({exc})",
+                        hint="move manifest.json aside; the next run rebuilds it") from None
     return Manifest(recipe=data.get("recipe", recipe_name or ""), recipe_path=data.get("recipe_path"), stages=stages,
                     updated_at=data.get("updated_at"))
 

@@ -29,6 +29,9 @@ def report(exc: BaseException) -> int:
         if exc.hint:
             print(f"hint: {exc.hint}", file=sys.stderr)
         return exc.exit_code
+    missing = _missing_extra(exc)
+    if missing is not None:
+        return report(missing)
     if isinstance(exc, KeyboardInterrupt):
         print("interrupted", file=sys.stderr)
         return 130
@@ -36,6 +39,24 @@ def report(exc: BaseException) -> int:
     if not debug_enabled():
         print("hint: rerun with ORCHESTRATOR_DEBUG=1 for the traceback", file=sys.stderr)
     return EXIT_INTERNAL
+
+
+# Optional dependencies and the pyproject extra that brings each; a missing one is an install step, not a bug.
+EXTRAS = {"torch": "quantize", "transformers": "quantize", "modelopt": "quantize", "safetensors": "quantize",
+          "datasets": "quantize", "accelerate": "quantize", "matplotlib": "bench", "fastapi": "serving",
+          "uvicorn": "serving"}
+
+
+def _missing_extra(exc: BaseException) -> OrchestratorError | None:
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return None
+    extra = EXTRAS.get(exc.name.split(".")[0])
+    if extra is None:
+        return None
+    from orchestrator.errors import MissingToolError
+
+    return MissingToolError(f"{exc.name.split('.')[0]} is not installed; this command needs the [{extra}] extra",
+                            hint=f"pip install 'trtllm-orchestrator[{extra}]' (make setup installs every extra)")
 
 
 def handle_errors(fn: F) -> F:

@@ -22,6 +22,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise UserError(f"recipe {path} not found", hint="orchestrator recipe list shows the shipped recipes") from None
     except IsADirectoryError:
         raise UserError(f"recipe {path} is a directory; give a .yaml file") from None
+    except (PermissionError, UnicodeDecodeError) as exc:
+        raise UserError(f"recipe {path}: cannot read it as text ({type(exc).__name__}); give a YAML recipe") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -133,3 +133,38 @@ def test_serve_over_several_nodes_points_to_deploy(cli):
     result = cli("serve", RECIPES / "mixtral-8x7b-instruct-nvfp4-2x-dgx-spark.yaml")
     assert result.exit_code == 2
     assert "orchestrator deploy" in result.output and "nodes=2" in result.output
+
+
+def test_binary_file_as_recipe_is_a_user_error(cli, tmp_path):
+    binary = tmp_path / "model.safetensors"
+    binary.write_bytes(bytes(range(256)) * 4)
+    result = cli("recipe", "validate", binary)
+    assert result.exit_code == 2 and "cannot read it as text" in result.output
+
+
+def test_damaged_manifest_is_a_user_error(cli, tmp_path):
+    workdir = tmp_path / "w"
+    workdir.mkdir()
+    (workdir / "manifest.json").write_text("{not json")
+    result = cli("status", TINY, "-w", workdir)
+    assert result.exit_code == 2 and "not a readable manifest" in result.output
+
+
+def test_missing_optional_dependency_names_the_extra():
+    code = (
+        "import sys, builtins\n"
+        "real = builtins.__import__\n"
+        "def fake(name, *a, **k):\n"
+        "    if name == 'matplotlib' or name.startswith('matplotlib.'):\n"
+        "        raise ModuleNotFoundError(\"No module named 'matplotlib'\", name='matplotlib')\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = fake\n"
+        "from orchestrator.cli._errors import report\n"
+        "try:\n"
+        "    import matplotlib\n"
+        "except ModuleNotFoundError as exc:\n"
+        "    sys.exit(report(exc))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "[bench] extra" in out.stderr and "pip install 'trtllm-orchestrator[bench]'" in out.stderr
