@@ -83,10 +83,8 @@ def test_sigint_is_forwarded_once_and_reraised_after_the_child_exits(tmp_path):
         os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=press_ctrl_c, daemon=True).start()
-    t0 = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         LocalRunner(echo=False).run(job(tmp_path, PY, "-c", TRAPS_INT))
-    assert time.monotonic() - t0 < 10
     assert [line for line in log.read_text().splitlines() if line.startswith("got INT")] == ["got INT 1"]
 
 
@@ -94,9 +92,8 @@ def test_start_and_stop_escalates_when_sigint_is_ignored(tmp_path):
     handle = LocalRunner(echo=False).start(job(tmp_path, PY, "-c", IGNORES_INT))
     wait_for_line(tmp_path / "logs" / "t.log", "ready")
     assert handle.poll() is None
-    t0 = time.monotonic()
     code = handle.stop(timeout=0.5)
-    assert code == -signal.SIGTERM and time.monotonic() - t0 < 5
+    assert code == -signal.SIGTERM
     assert handle.poll() == -signal.SIGTERM
 
 
