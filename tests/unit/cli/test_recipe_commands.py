@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import RECIPES, REPO
 
 SPARK = RECIPES / "mixtral-8x7b-instruct-nvfp4-dgx-spark.yaml"
@@ -75,7 +77,9 @@ def test_plan_cpu_skips_build_with_reason(cli):
 def test_doctor_without_gpu_says_so(cli):
     result = cli("doctor", TINY, "--json")
     report = json.loads(result.output)
-    assert report["gpus"] == [] or report["gpus"][0]["name"]
+    if report["gpus"]:
+        pytest.skip("this machine has a GPU")
+    assert report["gpu_note"]  # why there is none (no driver / no NVML)
     assert any("disk" in msg for _, msg in report["verdict"])
 
 
