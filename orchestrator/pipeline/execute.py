@@ -23,6 +23,7 @@ from orchestrator.pipeline.graph import (
     stage_fingerprint,
 )
 from orchestrator.pipeline.lock import workdir_lock
+from orchestrator.recipe.root import STAGE_ORDER
 
 
 @dataclass
@@ -65,9 +66,11 @@ def _intact(stage: StageDef, record: StageRecord, layout: WorkdirLayout) -> bool
 
 def _selection(options: RunOptions, recipe) -> list[str]:
     names = list(ENGINE_STAGES)
-    for label, stage in (("--from", options.from_stage), ("--until", options.until)):
-        if stage is not None and stage not in names:
-            raise UserError(f"{label} {stage}: not a pipeline stage; stages: {', '.join(names)}")
+    # serve and bench follow the engine stages (run.serve / run.bench); --until them means "all of the engine".
+    for label, stage, allowed in (("--from", options.from_stage, names),
+                                  ("--until", options.until, names + list(STAGE_ORDER[len(names):]))):
+        if stage is not None and stage not in allowed:
+            raise UserError(f"{label} {stage}: not a pipeline stage; stages: {', '.join(allowed)}")
     for stage in options.force:
         if stage not in names:
             raise UserError(f"--force {stage}: not a pipeline stage; stages: {', '.join(names)}")

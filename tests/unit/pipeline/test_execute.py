@@ -118,3 +118,12 @@ def test_unknown_stage_name_is_a_user_error(tmp_path, stages):
 
     with pytest.raises(UserError, match="--until quantise"):
         run_pipeline(recipe(tmp_path), RunOptions(until="quantise"))
+
+
+def test_stage_lists_agree():
+    """The recipe's stage names (run.until, plan) and the pipeline graph are one list."""
+    from orchestrator.pipeline.graph import ENGINE_STAGES as GRAPH
+    from orchestrator.recipe.root import STAGE_ORDER
+
+    assert STAGE_ORDER[:len(GRAPH)] == GRAPH
+    assert STAGE_ORDER[len(GRAPH):] == ("serve", "bench")
