@@ -235,4 +235,3 @@ def _run_stage(stage: StageDef, ctx: StageContext, manifest: Manifest, fingerpri
     events.stage_end(stage.name, "done", f"{usage.duration_s:.1f}s")
 
 
-ProgressFn = Callable[[str, float, "float | None"], None]

@@ -13,12 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import UserError
+from orchestrator.stages.progress import ProgressFn
 
 # Named datasets: (hub id, config, text field). Streamed, so only the first documents are read.
 HUB_DATASETS: dict[str, tuple[str, str | None, str]] = {
@@ -34,7 +35,6 @@ JSONL_TEXT_FIELDS = ("text", "content", "article")
 POOL_FACTOR = 4
 MAX_AUTO_BATCH = 64
 
-ProgressFn = Callable[[str, int, int | None], None]
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,8 @@ from typing import Any
 from orchestrator.atomic import atomic_write_json
 from orchestrator.errors import GateFailed, UserError
 from orchestrator.layout import WorkdirLayout
+from orchestrator.stages.progress import ProgressFn
 
-ProgressFn = Callable[[str, float, "float | None"], None]
 DEVICES = ("auto", "cpu", "cuda")
 
 

@@ -76,6 +76,11 @@ def fetch(recipe) -> ModelLocation:
     return location
 
 
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE as huggingface_hub reads it (1/true/yes/on)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def _download(repo_id: str, revision: str | None, *, local_only: bool) -> ModelLocation:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
@@ -87,7 +92,7 @@ def _download(repo_id: str, revision: str | None, *, local_only: bool) -> ModelL
         RevisionNotFoundError,
     )
 
-    offline = local_only or os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    offline = local_only or hub_offline()
     at = f"{repo_id}@{revision or 'main'}"
     try:
         path = snapshot_download(repo_id, revision=revision, allow_patterns=ALLOW_PATTERNS,

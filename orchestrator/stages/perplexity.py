@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.stages.progress import ProgressFn
+
 TOKENS_PER_BATCH = 8192  # windows per forward = max(1, this // seq_len)
 
-ProgressFn = Callable[[str, float, "float | None"], None]
 
 
 @dataclass(frozen=True)

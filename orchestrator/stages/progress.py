@@ -11,7 +11,7 @@ import contextlib
 import sys
 from collections.abc import Callable, Iterator
 
-ProgressFn = Callable[[str, int, "int | None"], None]
+ProgressFn = Callable[[str, float, "float | None"], None]  # (task, completed, total)
 
 
 @contextlib.contextmanager

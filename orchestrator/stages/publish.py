@@ -71,7 +71,9 @@ def publish(plan: UploadPlan) -> str:
     import huggingface_hub
     from huggingface_hub import errors
 
-    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false"):
+    from orchestrator.stages.fetch import hub_offline
+
+    if hub_offline():
         raise UserError("HF_HUB_OFFLINE is set: publishing needs the Hugging Face Hub; unset it, or use --dry-run")
     if token_source() is None:
         raise UserError("no Hugging Face token: set HF_TOKEN (a write token) or run `huggingface-cli login`")
