@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Literal
 
 from orchestrator.errors import StageFailed, UserError
-from orchestrator.layout import WorkdirLayout
 
 REFERENCE_LABEL = "CPU reference engine (transformers serve) — for testing, not TensorRT-LLM"
 HEALTH_PATH = "/health"
@@ -40,14 +39,9 @@ Weights = Literal["original", "dequantized"]
 
 def original_model_dir(recipe) -> Path:
     """The original (unquantized) model directory: the builtin model, a local dir, or the fetched snapshot."""
-    from orchestrator.models import builtin_model_dir
+    from orchestrator.stages.fetch import resolve_model
 
-    if recipe.model.is_builtin:
-        return builtin_model_dir(recipe.model.source)
-    local = Path(recipe.model.source).expanduser()
-    if local.is_dir():
-        return local.resolve()
-    return WorkdirLayout(recipe.resolved_workdir).source_model
+    return resolve_model(recipe, download=False).path
 
 
 def dequantized_model_dir(recipe) -> Path:
