@@ -68,11 +68,18 @@ def _check_transformers() -> None:
 
 def restore_model(recipe) -> Any:
     """The calibrated model from <workdir>/modelopt-state on top of the source model (no calibration)."""
+    from orchestrator.manifest import load_manifest
     from orchestrator.stages.fetch import resolve_model
     from orchestrator.stages.quant_state import restore_quantized_model
     from orchestrator.stages.quantize import choose_device, load_model
 
     layout = WorkdirLayout(recipe.resolved_workdir)
+    # checkpoint-hf and modelopt-state are renamed into place one after the other: only a quantize the
+    # manifest records as done guarantees the pair belongs together.
+    quantized = load_manifest(layout.manifest, recipe.name).stages.get("quantize")
+    if quantized is not None and quantized.status != "done":
+        raise UserError(f"the last quantize in {layout.root} did not finish ({quantized.status}); "
+                        "run `orchestrator quantize` (or `orchestrator run`) again before converting")
 
     def load_source(source: dict[str, Any]):
         location = resolve_model(recipe)
