@@ -74,13 +74,18 @@ def load_texts(dataset: str, model_dir: Path | None) -> tuple[Iterator[str], str
     return _file_texts(path), str(path)
 
 
-def _file_texts(path: Path) -> Iterator[str]:
+def read_text_file(path: Path, label: str) -> str:
+    """A local .txt/.jsonl data file as text; UserError (named by `label`) when missing or not UTF-8."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UserError(f"calibration file {path} not found") from None
+        raise UserError(f"{label} {path} not found") from None
     except UnicodeDecodeError:
-        raise UserError(f"calibration file {path} is not UTF-8 text") from None
+        raise UserError(f"{label} {path} is not UTF-8 text") from None
+
+
+def _file_texts(path: Path) -> Iterator[str]:
+    text = read_text_file(path, "calibration file")
     if path.suffix == ".jsonl":
         return jsonl_texts(path, text)
     blocks = [b.strip() for b in text.split("\n\n")]

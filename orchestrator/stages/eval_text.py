@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.errors import UserError
-from orchestrator.stages.calibration import jsonl_texts
+from orchestrator.stages.calibration import jsonl_texts, read_text_file
 
 WIKITEXT2 = ("Salesforce/wikitext", "wikitext-2-raw-v1", "test")  # hub id, config, split
 WIKITEXT2_NAMES = ("wikitext-2", "wikitext2", "wikitext-2-raw-v1")
@@ -46,12 +46,7 @@ def load_eval_text(dataset: str, model_dir: Path | None) -> EvalText:
 
 
 def _read(path: Path) -> str:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{KEY}: {path} not found") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{KEY}: {path} is not UTF-8 text") from None
+    text = read_text_file(path, f"{KEY}:")
     if not text.strip():
         raise UserError(f"{KEY}: {path} is empty")
     return text

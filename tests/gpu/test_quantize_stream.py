@@ -17,7 +17,13 @@ if not torch.cuda.is_available():
     pytest.skip("needs a CUDA GPU", allow_module_level=True)
 pytest.importorskip("modelopt.torch.quantization")
 
-from tests.integration.tiny_mixtral import build_tiny_mixtral, tiny_recipe, write_corpus  # noqa: E402
+from tests.integration.tiny_mixtral import (  # noqa: E402
+    build_tiny_mixtral,
+    checkpoint_tensors,
+    same_bits,
+    tiny_recipe,
+    write_corpus,
+)  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -36,21 +42,6 @@ def _quantize(tiny, memory: str):
     return quantize(validate_recipe(data))
 
 
-def _same(a, b) -> bool:
-    """Bit equality, any dtype (FP8 and 0-d scalars included)."""
-    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a.reshape(-1).view(torch.uint8),
-                                                                     b.reshape(-1).view(torch.uint8))
-
-
-def _tensors(directory) -> dict:
-    from safetensors.torch import load_file
-
-    tensors = {}
-    for path in sorted(directory.glob("*.safetensors")):
-        tensors.update(load_file(str(path)))
-    return tensors
-
-
 def test_streamed_checkpoint_equals_the_in_gpu_checkpoint(tiny):
     on_gpu = _quantize(tiny, "gpu")
     streamed = _quantize(tiny, "stream")
@@ -59,10 +50,10 @@ def test_streamed_checkpoint_equals_the_in_gpu_checkpoint(tiny):
           f"export {streamed.export_s:.2f} s peak {streamed.peak_gpu_mem_gb} GiB, {streamed.streamed}")
     assert streamed.calibration["memory"] == "stream" and streamed.calibration["layerwise"]
     assert on_gpu.calibration["memory"] == "gpu"
-    expected, got = _tensors(on_gpu.checkpoint_dir), _tensors(streamed.checkpoint_dir)
+    expected, got = checkpoint_tensors(on_gpu.checkpoint_dir), checkpoint_tensors(streamed.checkpoint_dir)
     assert sorted(got) == sorted(expected)
     for name, tensor in expected.items():
-        assert _same(got[name], tensor), name
+        assert same_bits(got[name], tensor), name
     assert {p.device.type for p in streamed.model.parameters()} == {"cpu"}
     layers = streamed.streamed["layers"]
     assert streamed.streamed["loads"] <= 3 * layers  # calibration, export's probe forward, export

@@ -16,7 +16,12 @@ pytestmark = pytest.mark.integration
 torch = pytest.importorskip("torch")
 pytest.importorskip("modelopt.torch.quantization")
 
-from tests.integration.tiny_mixtral import VOCAB_SIZE, build_tiny_mixtral  # noqa: E402
+from tests.integration.tiny_mixtral import (  # noqa: E402
+    VOCAB_SIZE,
+    build_tiny_mixtral,
+    checkpoint_tensors,
+    same_bits,
+)
 
 
 def _core(model_dir, out, memory):
@@ -39,21 +44,6 @@ def _core(model_dir, out, memory):
     return core, loop
 
 
-def _same(a, b) -> bool:
-    """Bit equality, any dtype (FP8 and 0-d scalars included)."""
-    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a.reshape(-1).view(torch.uint8),
-                                                                     b.reshape(-1).view(torch.uint8))
-
-
-def _tensors(directory) -> dict:
-    from safetensors.torch import load_file
-
-    tensors = {}
-    for path in sorted(directory.glob("*.safetensors")):
-        tensors.update(load_file(str(path)))
-    return tensors
-
-
 def test_stream_path_writes_the_in_memory_checkpoint(tmp_path):
     model_dir = build_tiny_mixtral(tmp_path / "model")
     resident, _ = _core(model_dir, tmp_path / "resident", "cpu")
@@ -62,10 +52,10 @@ def test_stream_path_writes_the_in_memory_checkpoint(tmp_path):
     assert streamed.layerwise and loop.calls == 2  # one capture pass per decoder layer
     # Each layer once for calibration, once for export's probe forward; the writer finds both still resident.
     assert streamed.streamed["loads"] == 4
-    expected, got = _tensors(tmp_path / "resident" / "ckpt"), _tensors(tmp_path / "stream" / "ckpt")
+    expected, got = checkpoint_tensors(tmp_path / "resident" / "ckpt"), checkpoint_tensors(tmp_path / "stream" / "ckpt")
     assert sorted(got) == sorted(expected)
     for name, tensor in expected.items():
-        assert _same(got[name], tensor), name
+        assert same_bits(got[name], tensor), name
     for name in ("config.json", "hf_quant_config.json"):
         assert (json.loads((tmp_path / "stream" / "ckpt" / name).read_text())
                 == json.loads((tmp_path / "resident" / "ckpt" / name).read_text())), name

@@ -57,3 +57,21 @@ def tiny_recipe(model_dir: Path, corpus: Path, workdir: Path, **quantize) -> dic
         "eval": {"perplexity": {"dataset": str(corpus), "seq_len": 64, "stride": 64}},
         "workdir": str(workdir),
     }
+
+
+def same_bits(a, b) -> bool:
+    """Bit equality of two tensors, any dtype (FP8 and 0-d scalars included)."""
+    import torch
+
+    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a.reshape(-1).view(torch.uint8),
+                                                                     b.reshape(-1).view(torch.uint8))
+
+
+def checkpoint_tensors(directory) -> dict:
+    """Every tensor of a checkpoint directory's safetensors files."""
+    from safetensors.torch import load_file
+
+    tensors = {}
+    for path in sorted(directory.glob("*.safetensors")):
+        tensors.update(load_file(str(path)))
+    return tensors
