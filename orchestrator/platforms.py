@@ -70,6 +70,7 @@ class Format:
     gemm_plugin: str = "auto"  # trtllm-build --gemm_plugin that fits the format
     is_nvfp4: bool = False
     suggest_instead: str | None = None
+    calibration: str = "max"  # modelopt's algorithm in that config (awq_lite, smoothquant rewrite weights)
 
 
 _FP8_SMS = frozenset({89, 90}) | BLACKWELL_SMS
@@ -83,7 +84,7 @@ FORMATS: dict[str, Format] = {
                is_nvfp4=True, suggest_instead="fp8"),
         Format("nvfp4_awq", "NVFP4_AWQ_LITE_CFG", "NVFP4_AWQ", BLACKWELL_SMS,
                "NVFP4 GEMMs need Blackwell FP4 tensor cores (SM100/103/120/121)", gemm_plugin="nvfp4",
-               is_nvfp4=True, suggest_instead="fp8"),
+               is_nvfp4=True, suggest_instead="fp8", calibration="awq_lite"),
         Format("nvfp4_mlp_only", "NVFP4_MLP_ONLY_CFG", "NVFP4", BLACKWELL_SMS,
                "NVFP4 GEMMs need Blackwell FP4 tensor cores (SM100/103/120/121)", gemm_plugin="nvfp4",
                is_nvfp4=True, suggest_instead="fp8"),
@@ -96,11 +97,11 @@ FORMATS: dict[str, Format] = {
         Format("fp8", "FP8_DEFAULT_CFG", "FP8", _FP8_SMS,
                "FP8 tensor cores need Ada/Hopper/Blackwell (SM89+)", suggest_instead="int4_awq"),
         Format("int4_awq", "INT4_AWQ_CFG", "W4A16_AWQ", _AMPERE_UP,
-               "INT4 AWQ (W4A16) kernels need SM80+"),
+               "INT4 AWQ (W4A16) kernels need SM80+", calibration="awq_lite"),
         Format("w4a8_awq", "W4A8_AWQ_BETA_CFG", "W4A8_AWQ", _FP8_SMS,
-               "W4A8 AWQ uses FP8 activations: SM89+", suggest_instead="int4_awq"),
+               "W4A8 AWQ uses FP8 activations: SM89+", suggest_instead="int4_awq", calibration="awq_lite"),
         Format("int8_sq", "INT8_SMOOTHQUANT_CFG", "W8A8_SQ_PER_CHANNEL", _AMPERE_UP,
-               "INT8 SmoothQuant kernels need SM80+"),
+               "INT8 SmoothQuant kernels need SM80+", calibration="smoothquant"),
         Format("none", None, None, _AMPERE_UP, "unquantized BF16/FP16 runs on SM80+"),
     ]
 }

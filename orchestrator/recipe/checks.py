@@ -120,6 +120,28 @@ def _parallel_fits_platform(recipe: Recipe) -> Iterator[Problem]:
 
 
 @rule
+def _fsdp2_calibration(recipe: Recipe) -> Iterator[Problem]:
+    """FSDP2 ranks each see part of the data; only max calibration (a max over all batches) combines exactly."""
+    quant = recipe.quantize
+    if quant.gpus == 1 or quant.parallel.value != "fsdp2":
+        return
+    fmt = recipe.format_info
+    if fmt.calibration != "max":
+        yield Problem("quantize.parallel", "fsdp2",
+                      f"{fmt.name} calibrates with {fmt.calibration}, which changes weights from statistics of all "
+                      "samples; FSDP2 ranks each see a share. Fix: quantize.parallel: layers")
+    elif fmt.modelopt_config is None and quant.kv_cache.value == "none":
+        yield Problem("quantize.gpus", quant.gpus, "format none with kv_cache none calibrates nothing. Fix: quantize.gpus: 1")
+    if quant.memory.value not in ("auto", "gpu"):
+        yield Problem("quantize.memory", quant.memory.value,
+                      "quantize.parallel fsdp2 shards the weights over the GPUs itself. Fix: quantize.memory: auto, "
+                      "or quantize.parallel: layers")
+    if quant.layerwise:
+        yield Problem("quantize.layerwise", True, "layerwise calibration runs in one process. Fix: "
+                      "quantize.layerwise: false, or quantize.parallel: layers")
+
+
+@rule
 def _format_runs_on_platform(recipe: Recipe) -> Iterator[Problem]:
     plat, fmt = recipe.platform_info, recipe.format_info
     if not builds_or_serves_on_gpu(recipe):

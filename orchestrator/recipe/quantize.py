@@ -22,6 +22,11 @@ class QuantMemory(str, Enum):
     stream = "stream"
 
 
+class QuantParallel(str, Enum):
+    fsdp2 = "fsdp2"
+    layers = "layers"
+
+
 class QuantDevice(str, Enum):
     auto = "auto"
     cpu = "cpu"
@@ -73,8 +78,14 @@ class QuantizeSection(Section):
     device: QuantDevice = Field(default=QuantDevice.auto, description="Calibration device; auto = GPU when present.")
     gpus: int = Field(
         default=1, ge=1, le=8,
-        description="GPUs of this host the model may spread over for calibration (memory gpu/auto): accelerate "
-        "places whole decoder layers across them, as modelopt's hf_ptq does for models larger than one GPU.",
+        description="GPUs of this host calibration runs on (with memory gpu/auto); how: quantize.parallel.",
+    )
+    parallel: QuantParallel = Field(
+        default=QuantParallel.fsdp2,
+        description="With quantize.gpus > 1: fsdp2 (torchrun starts one process per GPU, FSDP2 shards every "
+        "weight over them and each calibrates its share of the samples; modelopt's distributed PTQ path, max "
+        "calibration only) or layers (one process, accelerate places whole decoder layers on the GPUs in turn, "
+        "as modelopt's hf_ptq does; any format).",
     )
 
     @field_validator("format", "kv_cache", mode="before")

@@ -63,6 +63,7 @@ class QuantizeResult:
     checkpoint_bytes: int
     versions: dict[str, str | None]
     streamed: dict[str, Any] | None = None  # LayerStreamer.stats() when memory=stream
+    sharded: dict[str, Any] | None = None  # quantize_fsdp's result (ranks, per-rank peaks) when memory=fsdp2
     model: Any = field(default=None, repr=False, compare=False)
 
     def stage_record(self) -> StageRecord:
@@ -75,7 +76,7 @@ class QuantizeResult:
             metrics={"device": self.device, "format": self.format, "load_s": self.load_s,
                      "calibration_s": self.calibration_s, "export_s": self.export_s,
                      "source_bytes": self.source.get("bytes"), "checkpoint_bytes": self.checkpoint_bytes,
-                     "calibration": self.calibration, "streamed": self.streamed},
+                     "calibration": self.calibration, "streamed": self.streamed, "sharded": self.sharded},
         )
 
 
@@ -97,13 +98,16 @@ def torch_dtype(recipe):
     return getattr(torch, recipe.model.dtype.value)
 
 
-def choose_memory(requested: str, device: str, weights_bytes: int, free_bytes: int) -> str:
+def choose_memory(requested: str, device: str, weights_bytes: int, free_bytes: int, *, sharded: bool = False) -> str:
     """Where the weights live during calibration: as asked, or (auto) gpu when they fit, else stream.
 
-    Off the GPU there is nothing to choose: "cpu".
+    Off the GPU there is nothing to choose: "cpu". `sharded` (quantize.gpus > 1 with
+    parallel fsdp2): "fsdp2", the weights split over the GPUs (quantize_fsdp.py).
     """
     if device != "cuda":
         return "cpu"
+    if sharded:
+        return "fsdp2"
     if requested != "auto":
         return requested
     return "gpu" if weights_bytes <= GPU_FIT_FRACTION * free_bytes else "stream"
@@ -128,7 +132,8 @@ def resolve_memory(path: Path, recipe, device: str) -> str:
 
         free = sum(torch.cuda.mem_get_info(i)[0] for i in range(calibration_gpus(recipe)))
     weights = sum(p.stat().st_size for p in Path(path).glob("*.safetensors"))
-    return choose_memory(recipe.quantize.memory.value, device, weights, free)
+    sharded = recipe.quantize.gpus > 1 and recipe.quantize.parallel.value == "fsdp2"
+    return choose_memory(recipe.quantize.memory.value, device, weights, free, sharded=sharded)
 
 
 def load_model(path: Path, recipe, device: str, memory: str | None = None):
@@ -215,12 +220,14 @@ def effective_config(config: dict[str, Any] | None, memory: str) -> dict[str, An
 
 def quantize_and_export(model, config: dict[str, Any] | None, forward_loop, *, memory: str, device: str, dtype,
                         export_dir: Path, state_dir: Path | None = None,
-                        source: dict[str, Any] | None = None) -> CoreResult:
+                        source: dict[str, Any] | None = None, writer: bool = True) -> CoreResult:
     """Calibrate `model` with `config`, save the quantizer state (when `state_dir`), export the unified HF checkpoint.
 
-    The stage's core, also what bench/quantize.py times. `memory` is a resolved strategy
-    (`choose_memory`); with "stream" the model comes in CPU memory and leaves it there,
-    each decoder layer having been on `device` once for calibration and once for export.
+    The stage's core, also what bench/quantize.py times and every FSDP2 rank runs
+    (quantize_fsdp.py; there only rank 0 is the `writer` that finishes the files). `memory`
+    is a resolved strategy (`choose_memory`); with "stream" the model comes in CPU memory and
+    leaves it there, each decoder layer having been on `device` once for calibration and once
+    for export.
     """
     import modelopt.torch.quantization as mtq
     from modelopt.torch.export import export_hf_checkpoint
@@ -258,7 +265,7 @@ def quantize_and_export(model, config: dict[str, Any] | None, forward_loop, *, m
                     export_hf_checkpoint(model, dtype=dtype, export_dir=export_dir, max_shard_size=STREAM_SHARD_SIZE)
             else:
                 export_hf_checkpoint(model, dtype=dtype, export_dir=export_dir)
-        if config is not None:
+        if config is not None and writer:
             sort_exclude_lists(export_dir)
         _sync_gpu()
     return CoreResult(model=model, calibration_s=calibration_s, export_s=round(clock.elapsed - calibration_s, 3),
@@ -268,14 +275,7 @@ def quantize_and_export(model, config: dict[str, Any] | None, forward_loop, *, m
 def quantize(recipe, *, progress: ProgressFn | None = None) -> QuantizeResult:
     """Calibrate and export; see the module docstring. Raises UserError for anything the user can fix."""
     from orchestrator.recipe.dump import recipe_dict
-    from orchestrator.stages.calibration import (
-        ForwardLoop,
-        cpu_batch_size,
-        forward_kwargs,
-        load_texts,
-        select_samples,
-    )
-    from orchestrator.stages.quant_config import build_quant_config, is_layerwise
+    from orchestrator.stages.calibration import load_texts, select_samples
 
     layout = WorkdirLayout(recipe.resolved_workdir)
     cal = recipe.quantize.calibration
@@ -292,43 +292,107 @@ def quantize(recipe, *, progress: ProgressFn | None = None) -> QuantizeResult:
         documents, described = load_texts(cal.dataset, location.path if location.kind == "builtin" else None)
         data = select_samples(documents, tokenizer, cal.samples, cal.seq_len, cal.seed, described)
         memory = resolve_memory(location.path, recipe, device)
-        model = load_model(location.path, recipe, device, memory)
-        load_s = clock.elapsed
-
         source = _source_info(location, recipe)
-        fingerprint = {"source": source, "format": recipe.quantize.format.value, "kv_cache": recipe.quantize.kv_cache.value,
-                       "exclude": list(recipe.quantize.exclude), "calibration_sha256": data.sha256}
-        config = build_quant_config(recipe, _layerwise_dir(recipe, layout, fingerprint))
-        batch_size = cal.batch_size if isinstance(cal.batch_size, int) else (
-            cpu_batch_size(data.samples, data.seq_len, model.config) if device == "cpu" else None)
-        layers = (getattr(model.config, "num_hidden_layers", None)
-                  if is_layerwise(effective_config(config, memory)) else None)
-        loop = ForwardLoop(data, device, batch_size, progress, forward_kwargs(model), layers=layers)
         versions = instrument.versions()
         # Nested: the state and the checkpoint appear together or not at all, so convert never pairs
         # a new state with an old checkpoint.
         with atomic_dir(layout.modelopt_state) as state_tmp, atomic_dir(layout.checkpoint_hf) as hf_tmp:
-            core = quantize_and_export(model, config, loop, memory=memory, device=device, dtype=torch_dtype(recipe),
-                                       export_dir=hf_tmp, state_dir=state_tmp, source=source)
-            model = core.model
+            calibrate = _calibrate_sharded if memory == "fsdp2" else _calibrate_here
+            run = calibrate(recipe, location, data, device, memory, layout, state_tmp, hf_tmp, source, progress)
             calibration = {"dataset": cal.dataset, "source": data.source, "samples": data.samples,
-                           "seq_len": data.seq_len, "batch_size": loop.batch_size, "seed": cal.seed,
+                           "seq_len": data.seq_len, "batch_size": run.batch_size, "seed": cal.seed,
                            "sha256": data.sha256, "tokens": data.tokens, "windows_available": data.windows_available,
-                           "forward_passes": loop.calls, "layerwise": core.layerwise, "memory": memory}
+                           "forward_passes": run.forward_passes, "layerwise": run.core.layerwise, "memory": memory}
             tokenizer.save_pretrained(hf_tmp)
             atomic_write_json(hf_tmp / PROVENANCE_FILE, {
                 "stage": "quantize", "recipe": recipe_dict(recipe), "source": source,
                 "calibration": calibration, "device": device, "versions": versions})
-        calibration_s = core.calibration_s
         if calibration["layerwise"]:
             shutil.rmtree(layout.layerwise_checkpoints, ignore_errors=True)  # resume cache, spent
+    load_s = run.load_s
+    peak_gpu = instrument.peak_gpu_gb()
+    if run.ranks:
+        peak_gpu = max((r["gpu_gib"] or 0.0) for r in run.ranks["peak_per_rank"]) if device == "cuda" else None
     return QuantizeResult(
         checkpoint_dir=layout.checkpoint_hf, state_dir=layout.modelopt_state, device=device,
         format=recipe.quantize.format.value, started_at=clock.started_at, duration_s=clock.elapsed, load_s=load_s,
-        calibration_s=calibration_s, export_s=round(clock.elapsed - load_s - calibration_s, 3),
-        peak_cpu_mem_gb=instrument.peak_cpu_rss_gb(), peak_gpu_mem_gb=instrument.peak_gpu_gb(), source=source,
+        calibration_s=run.core.calibration_s, export_s=run.core.export_s,
+        peak_cpu_mem_gb=instrument.peak_cpu_rss_gb(), peak_gpu_mem_gb=peak_gpu, source=source,
         calibration=calibration, checkpoint_bytes=tree_size(layout.checkpoint_hf), versions=versions,
-        streamed=core.streamed, model=model)
+        streamed=run.core.streamed, sharded=run.ranks, model=run.core.model)
+
+
+@dataclass
+class _Calibrated:
+    """One calibration as the stage records it, however it ran."""
+
+    core: CoreResult
+    load_s: float
+    batch_size: int | None
+    forward_passes: int
+    ranks: dict[str, Any] | None = None  # quantize_fsdp's result.json when the ranks ran it
+
+
+def _calibrate_here(recipe, location, data, device, memory, layout, state_dir, export_dir, source,
+                    progress) -> _Calibrated:
+    """In this process: load, calibrate (gpu, stream, offload, layerwise, layers or cpu), export."""
+    from orchestrator.stages.calibration import ForwardLoop, cpu_batch_size, forward_kwargs
+    from orchestrator.stages.quant_config import build_quant_config, is_layerwise
+
+    clock = instrument.Stopwatch()
+    cal = recipe.quantize.calibration
+    model = load_model(location.path, recipe, device, memory)
+    load_s = clock.elapsed
+    fingerprint = {"source": source, "format": recipe.quantize.format.value, "kv_cache": recipe.quantize.kv_cache.value,
+                   "exclude": list(recipe.quantize.exclude), "calibration_sha256": data.sha256}
+    config = build_quant_config(recipe, _layerwise_dir(recipe, layout, fingerprint))
+    batch_size = cal.batch_size if isinstance(cal.batch_size, int) else (
+        cpu_batch_size(data.samples, data.seq_len, model.config) if device == "cpu" else None)
+    layers = (getattr(model.config, "num_hidden_layers", None)
+              if is_layerwise(effective_config(config, memory)) else None)
+    loop = ForwardLoop(data, device, batch_size, progress, forward_kwargs(model), layers=layers)
+    core = quantize_and_export(model, config, loop, memory=memory, device=device, dtype=torch_dtype(recipe),
+                               export_dir=export_dir, state_dir=state_dir, source=source)
+    return _Calibrated(core, load_s, loop.batch_size, loop.calls)
+
+
+# With auto batch size the ranks cannot search for one: an out-of-memory error on one rank would
+# leave the others waiting in a collective. Per rank and per forward; quantize.calibration.batch_size overrides.
+FSDP_AUTO_BATCH = 8
+
+
+def fsdp_batch_size(recipe, ranks: int, device: str) -> int:
+    """The per-rank batch of a sharded calibration: the recipe's, else at most FSDP_AUTO_BATCH (a power of two)."""
+    from orchestrator.stages.calibration import cpu_batch_size
+
+    cal = recipe.quantize.calibration
+    if isinstance(cal.batch_size, int):
+        return cal.batch_size
+    per_rank = -(-cal.samples // ranks)
+    if device == "cpu":
+        return cpu_batch_size(per_rank, cal.seq_len, None)
+    return 1 << (min(per_rank, FSDP_AUTO_BATCH).bit_length() - 1)
+
+
+def _calibrate_sharded(recipe, location, data, device, memory, layout, state_dir, export_dir, source,
+                       progress) -> _Calibrated:
+    """On quantize.gpus processes under torchrun, FSDP2 (quantize_fsdp.py); the model never enters this process."""
+    from orchestrator.recipe.dump import recipe_dict
+    from orchestrator.stages import quantize_fsdp
+
+    ranks = calibration_gpus(recipe)
+    batch_size = fsdp_batch_size(recipe, ranks, device)
+    job = quantize_fsdp.FsdpJob(recipe=recipe_dict(recipe), model_path=str(location.path), ranks=ranks, device=device,
+                                batch_size=batch_size, export_dir=str(export_dir), state_dir=str(state_dir),
+                                source=source)
+    if progress:
+        progress("calibration ranks (torchrun, FSDP2)", 0, ranks)
+    result = quantize_fsdp.run(job, data.input_ids, layout.root / ".quantize-fsdp", layout.log("quantize-ranks"))
+    if progress:
+        progress("calibration ranks (torchrun, FSDP2)", ranks, ranks)
+    core = CoreResult(model=None, calibration_s=result["calibration_s"], export_s=result["export_s"], layerwise=False,
+                      streamed=None)
+    return _Calibrated(core, result["load_s"], batch_size, result["batches_per_rank"] * ranks, ranks=result)
 
 
 def _sync_gpu() -> None:

@@ -35,6 +35,16 @@ def test_every_format_names_a_modelopt_config(mtq):
             assert hasattr(mtq, fmt.modelopt_config), f"{fmt.name}: modelopt has no {fmt.modelopt_config}"
 
 
+def test_format_table_names_the_calibration_algorithm_of_its_modelopt_config(mtq):
+    """Recipe checks (no modelopt import) decide fsdp2 eligibility from Format.calibration; it must match modelopt."""
+    from orchestrator.stages.quant_config import algorithm_method
+
+    for fmt in FORMATS.values():
+        if fmt.modelopt_config is not None:
+            # No algorithm in a config means modelopt's default, max.
+            assert (algorithm_method(getattr(mtq, fmt.modelopt_config)) or "max") == fmt.calibration, fmt.name
+
+
 def _recipe(**quantize):
     from orchestrator.recipe.loader import validate_recipe
 

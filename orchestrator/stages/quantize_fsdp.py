@@ -1,0 +1,196 @@
+"""Calibration sharded over the GPUs of one host: FSDP2 processes under torchrun (modelopt's distributed PTQ).
+
+`quantize.gpus: N` with `quantize.parallel: fsdp2`. The quantize stage (the parent) draws the
+calibration samples as usual, writes a job directory (job.json + calibration.safetensors) and
+runs, through the local runner,
+
+    python -m torch.distributed.run --standalone --nproc-per-node N -m orchestrator.stages.quantize_fsdp JOB_DIR
+
+Each rank then
+- builds the model on the meta device, applies `fully_shard` to every decoder layer and to the
+  root, and receives its 1/N of every weight from rank 0, the only rank that reads the checkpoint
+  (`set_model_state_dict(..., broadcast_from_rank0=True)`): one copy of the weights in CPU memory,
+  1/N of them on each GPU, plus one gathered layer at a time while it runs;
+- runs its share of the calibration batches through `mtq.quantize` (batch i goes to rank i mod N;
+  a rank short of a batch in the last round runs an earlier one again, which a max does not see).
+  At the end of max calibration modelopt reduces every amax with a max over the ranks (its
+  quantizers' default data-parallel group is the whole world), so the amax values equal those of
+  one process seeing every batch;
+- exports through the stage's own core (`quantize_and_export`): modelopt's FSDP2-aware
+  `export_hf_checkpoint` gathers the full state on rank 0, which alone writes the checkpoint and
+  the quantizer state.
+Rank 0 writes result.json (timings, peak memory of every rank). Only max calibration: recipe
+checks refuse fsdp2 for AWQ and SmoothQuant, whose statistics would need the same exchange.
+
+Same job, N=1..k ranks, on CPU with gloo: what the CPU tests run; NCCL on GPUs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.atomic import atomic_write_json
+from orchestrator.errors import StageFailed
+
+JOB_FILE = "job.json"
+DATA_FILE = "calibration.safetensors"
+RESULT_FILE = "result.json"
+LOG_TAIL_LINES = 30
+
+
+@dataclass(frozen=True)
+class FsdpJob:
+    """What every rank needs; written as job.json by the parent."""
+
+    recipe: dict[str, Any]  # recipe_dict: ranks rebuild the modelopt config from it
+    model_path: str
+    ranks: int
+    device: str  # cuda (NCCL) or cpu (gloo)
+    batch_size: int
+    export_dir: str
+    state_dir: str
+    source: dict[str, Any]
+
+
+def run(job: FsdpJob, input_ids, job_dir: Path, log_path: Path) -> dict[str, Any]:
+    """Write the job, run the ranks under torchrun, return rank 0's result.json. StageFailed with the log tail."""
+    from safetensors.torch import save_file
+
+    from orchestrator.runtime.base import Job
+    from orchestrator.runtime.local import LocalRunner, log_tail
+
+    job_dir.mkdir(parents=True, exist_ok=True)
+    (job_dir / RESULT_FILE).unlink(missing_ok=True)
+    atomic_write_json(job_dir / JOB_FILE, asdict(job))
+    save_file({"input_ids": input_ids.contiguous()}, str(job_dir / DATA_FILE))
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={job.ranks}",
+            "-m", "orchestrator.stages.quantize_fsdp", str(job_dir)]
+    # torchrun sets OMP_NUM_THREADS=1 unless told; CPU ranks would then calibrate on one core each.
+    threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // job.ranks))
+    code = LocalRunner(echo=False).run(Job("quantize", argv, log_path, env={"OMP_NUM_THREADS": threads}))
+    result = job_dir / RESULT_FILE
+    if code != 0 or not result.is_file():
+        raise StageFailed(f"distributed calibration on {job.ranks} ranks failed (torchrun exit {code}); "
+                          f"log: {log_path}", log_tail=log_tail(log_path, LOG_TAIL_LINES))
+    return json.loads(result.read_text())
+
+
+def rank_batches(samples: int, batch_size: int, rank: int, world: int) -> list[tuple[int, int]]:
+    """(start, end) sample ranges of this rank's batches: batch i to rank i mod world, equal counts per rank.
+
+    Every rank must run the same number of forwards (each one gathers every layer's weights
+    from all ranks), so a rank short of a batch in the last round repeats an earlier one.
+    """
+    batches = [(start, min(start + batch_size, samples)) for start in range(0, samples, batch_size)]
+    rounds = math.ceil(len(batches) / world)
+    return [batches[(rank + k * world) % len(batches)] for k in range(rounds)]
+
+
+def _sharded_model(path: str, dtype, trust_remote_code: bool, device: str, rank: int):
+    """The model with every decoder layer (and the root) under FSDP2, weights broadcast from rank 0."""
+    import torch
+    from accelerate import init_empty_weights
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+    from torch.distributed.fsdp import fully_shard
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from orchestrator.stages.layer_stream import decoder_layers
+
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    with init_empty_weights(include_buffers=False):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=trust_remote_code)
+    # Buffers the model computes at construction (rotary inv_freq) are in no checkpoint: keep them.
+    buffers = {name: buffer.clone() for name, buffer in model.named_buffers()}
+    for layer in decoder_layers(model, purpose="quantize.parallel=fsdp2"):
+        fully_shard(layer)
+    fully_shard(model)
+    model.to_empty(device=device)
+    with torch.no_grad():
+        for name, buffer in model.named_buffers():
+            buffer.copy_(buffers[name])
+    full = (AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code).state_dict()
+            if rank == 0 else {})
+    set_model_state_dict(model, full, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+    del full
+    return model.eval()
+
+
+class _RankLoop:
+    """modelopt's forward_loop on this rank's batches."""
+
+    def __init__(self, model, input_ids, ranges: list[tuple[int, int]], device: str):
+        from orchestrator.stages.calibration import forward_kwargs
+
+        self.model, self.input_ids, self.ranges, self.device = model, input_ids, ranges, device
+        self.kwargs = forward_kwargs(model)
+
+    def __call__(self, _unwrapped) -> None:
+        import torch
+
+        # The FSDP2 root, not what mtq.quantize passes: its forward gathers and frees each layer's shards.
+        with torch.no_grad():
+            for i, (start, end) in enumerate(self.ranges, 1):
+                self.model(input_ids=self.input_ids[start:end].to(self.device), use_cache=False, **self.kwargs)
+                print(f"calibration batch {i}/{len(self.ranges)}", flush=True)
+
+
+def _peak_memory(device: str) -> dict[str, float | None]:
+    import torch
+
+    from orchestrator.stages import instrument
+
+    gpu = round(torch.cuda.max_memory_allocated() / 2**30, 3) if device == "cuda" else None
+    return {"gpu_gib": gpu, "cpu_rss_gib": instrument.peak_cpu_rss_gb()}
+
+
+def main(job_dir: Path) -> None:
+    """One rank (torchrun sets RANK, WORLD_SIZE, LOCAL_RANK)."""
+    import torch
+    import torch.distributed as dist
+    from modelopt.torch.quantization.utils import patch_fsdp_mp_dtypes
+    from safetensors.torch import load_file
+
+    from orchestrator.recipe.loader import validate_recipe
+    from orchestrator.stages import instrument
+    from orchestrator.stages.quant_config import build_quant_config
+    from orchestrator.stages.quantize import quantize_and_export, torch_dtype
+
+    job = FsdpJob(**json.loads((job_dir / JOB_FILE).read_text()))
+    device = job.device
+    if device == "cuda":
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+        device = f"cuda:{torch.cuda.current_device()}"
+    dist.init_process_group("nccl" if job.device == "cuda" else "gloo")
+    try:
+        rank, world = dist.get_rank(), dist.get_world_size()
+        recipe = validate_recipe(job.recipe)
+        dtype = torch_dtype(recipe)
+        clock = instrument.Stopwatch()
+        model = _sharded_model(job.model_path, dtype, recipe.model.trust_remote_code, device, rank)
+        dist.barrier()
+        load_s = clock.elapsed
+        input_ids = load_file(str(job_dir / DATA_FILE))["input_ids"]
+        ranges = rank_batches(len(input_ids), job.batch_size, rank, world)
+        with patch_fsdp_mp_dtypes():
+            core = quantize_and_export(
+                model, build_quant_config(recipe), _RankLoop(model, input_ids, ranges, device), memory="fsdp2",
+                device=device, dtype=dtype, export_dir=Path(job.export_dir),
+                state_dir=Path(job.state_dir) if rank == 0 else None, source=job.source, writer=rank == 0)
+        peaks = [None] * world
+        dist.all_gather_object(peaks, _peak_memory(job.device))
+        if rank == 0:
+            atomic_write_json(job_dir / RESULT_FILE, {
+                "ranks": world, "load_s": load_s, "calibration_s": core.calibration_s, "export_s": core.export_s,
+                "batches_per_rank": len(ranges), "batch_size": job.batch_size, "peak_per_rank": peaks})
+    finally:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
