@@ -220,12 +220,13 @@ def effective_config(config: dict[str, Any] | None, memory: str) -> dict[str, An
 
 def quantize_and_export(model, config: dict[str, Any] | None, forward_loop, *, memory: str, device: str, dtype,
                         export_dir: Path, state_dir: Path | None = None,
-                        source: dict[str, Any] | None = None, writer: bool = True) -> CoreResult:
+                        source: dict[str, Any] | None = None, fsdp_rank: int | None = None) -> CoreResult:
     """Calibrate `model` with `config`, save the quantizer state (when `state_dir`), export the unified HF checkpoint.
 
     The stage's core, also what bench/quantize.py times and every FSDP2 rank runs
-    (quantize_fsdp.py; there only rank 0 is the `writer` that finishes the files). `memory`
-    is a resolved strategy (`choose_memory`); with "stream" the model comes in CPU memory and
+    (quantize_fsdp.py, `fsdp_rank` set: only rank 0 finishes the files, and the weights are not
+    preserved for a later convert, since the rank exits after the export). `memory` is a resolved
+    strategy (`choose_memory`); with "stream" the model comes in CPU memory and
     leaves it there, each decoder layer having been on `device` once for calibration and once
     for export.
     """
@@ -257,7 +258,9 @@ def quantize_and_export(model, config: dict[str, Any] | None, forward_loop, *, m
         calibration_s = clock.elapsed
         if state_dir is not None:
             save_state(model, state_dir, source or {}, method)
-        with export_preserving_weights(model):
+        # Kept intact for convert in this process; an FSDP2 rank lets modelopt pack them in place, so each
+        # layer's BF16 shard is freed as its packed one appears (holding them cost a whole shard of GPU memory).
+        with export_preserving_weights(model) if fsdp_rank is None else contextlib.nullcontext():
             if config is None:
                 model.save_pretrained(export_dir)
             elif streamer is not None:
@@ -265,7 +268,7 @@ def quantize_and_export(model, config: dict[str, Any] | None, forward_loop, *, m
                     export_hf_checkpoint(model, dtype=dtype, export_dir=export_dir, max_shard_size=STREAM_SHARD_SIZE)
             else:
                 export_hf_checkpoint(model, dtype=dtype, export_dir=export_dir)
-        if config is not None and writer:
+        if config is not None and not fsdp_rank:
             sort_exclude_lists(export_dir)
         _sync_gpu()
     return CoreResult(model=model, calibration_s=calibration_s, export_s=round(clock.elapsed - calibration_s, 3),

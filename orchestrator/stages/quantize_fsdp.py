@@ -130,6 +130,8 @@ class _RankLoop:
         self.model, self.input_ids, self.ranges, self.device = model, input_ids, ranges, device
         self.kwargs = forward_kwargs(model)
 
+        self.peak_gib: float | None = None  # peak GPU memory of the forwards
+
     def __call__(self, _unwrapped) -> None:
         import torch
 
@@ -138,15 +140,19 @@ class _RankLoop:
             for i, (start, end) in enumerate(self.ranges, 1):
                 self.model(input_ids=self.input_ids[start:end].to(self.device), use_cache=False, **self.kwargs)
                 print(f"calibration batch {i}/{len(self.ranges)}", flush=True)
+        self.peak_gib = _gpu_peak_gib(self.device, reset=True)
 
 
-def _peak_memory(device: str) -> dict[str, float | None]:
+def _gpu_peak_gib(device: str, reset: bool = False) -> float | None:
+    """This rank's peak GPU memory since the last reset (None on CPU)."""
     import torch
 
-    from orchestrator.stages import instrument
-
-    gpu = round(torch.cuda.max_memory_allocated() / 2**30, 3) if device == "cuda" else None
-    return {"gpu_gib": gpu, "cpu_rss_gib": instrument.peak_cpu_rss_gb()}
+    if not device.startswith("cuda"):
+        return None
+    peak = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+    if reset:
+        torch.cuda.reset_peak_memory_stats()
+    return peak
 
 
 def main(job_dir: Path) -> None:
@@ -175,15 +181,22 @@ def main(job_dir: Path) -> None:
         model = _sharded_model(job.model_path, dtype, recipe.model.trust_remote_code, device, rank)
         dist.barrier()
         load_s = clock.elapsed
+        resident = round(torch.cuda.memory_allocated() / 2**30, 3) if job.device == "cuda" else None
+        load_peak = _gpu_peak_gib(device, reset=True)
         input_ids = load_file(str(job_dir / DATA_FILE))["input_ids"]
         ranges = rank_batches(len(input_ids), job.batch_size, rank, world)
+        loop = _RankLoop(model, input_ids, ranges, device)
         with patch_fsdp_mp_dtypes():
             core = quantize_and_export(
-                model, build_quant_config(recipe), _RankLoop(model, input_ids, ranges, device), memory="fsdp2",
+                model, build_quant_config(recipe), loop, memory="fsdp2",
                 device=device, dtype=dtype, export_dir=Path(job.export_dir),
-                state_dir=Path(job.state_dir) if rank == 0 else None, source=job.source, writer=rank == 0)
+                state_dir=Path(job.state_dir) if rank == 0 else None, source=job.source, fsdp_rank=rank)
+        phases = {"load": load_peak, "forwards": loop.peak_gib, "weights_and_export": _gpu_peak_gib(device)}
+        mine = {"gpu_gib": max((p for p in phases.values() if p is not None), default=None),
+                "gpu_resident_after_load_gib": resident, "gpu_peak_gib_by_phase": phases,
+                "cpu_rss_gib": instrument.peak_cpu_rss_gb()}
         peaks = [None] * world
-        dist.all_gather_object(peaks, _peak_memory(job.device))
+        dist.all_gather_object(peaks, mine)
         if rank == 0:
             atomic_write_json(job_dir / RESULT_FILE, {
                 "ranks": world, "load_s": load_s, "calibration_s": core.calibration_s, "export_s": core.export_s,
