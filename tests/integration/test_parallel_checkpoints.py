@@ -1,6 +1,7 @@
-"""Real modelopt on the tiny Mixtral (CPU): tp=2 and tp=2/ep=2 TRT-LLM checkpoints verify and join back to tp=1.
+"""Real modelopt on the tiny Mixtral (CPU): tp, pp and ep TRT-LLM checkpoints verify and join back to tp=1.
 
-One calibration, then three exports of the same in-memory model; the shards are joined
+One calibration, then an export per layout of the same in-memory model (tp=2, tp=2/ep=2, pp=2,
+tp=2/pp=2; and tp=2 of a dense Llama of the same size, for the dense-MLP rows); the shards are joined
 by verify's `recombine` and compared bit for bit with the tp=1 export. The expert-parallel
 layout is also checked directly against tp=1 (rank r holds experts [2r, 2r+2), TRT-LLM's
 Mapping.ep_experts), so a join and a cut that were wrong the same way could not pass.
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 pytest.importorskip("modelopt.torch.quantization")
 
-EXPORTS = {"tp1": (1, 1), "tp2": (2, 1), "tp2-ep2": (2, 2)}
+EXPORTS = {"tp1": (1, 1, 1), "tp2": (2, 1, 1), "tp2-ep2": (2, 1, 2), "pp2": (1, 2, 1), "tp2-pp2": (2, 2, 1)}
 
 
 @pytest.fixture(scope="module")
@@ -34,12 +35,29 @@ def exports(tmp_path_factory):
     data = tiny_recipe(model_dir, corpus, root / "work")
     model = quantize(validate_recipe(data)).model
     dirs = {}
-    for key, (tp, ep) in EXPORTS.items():
-        variant = {**data, "workdir": str(root / f"work-{key}"), "checkpoint": {"tp": tp, "pp": 1, "ep": ep}}
+    for key, (tp, pp, ep) in EXPORTS.items():
+        variant = {**data, "workdir": str(root / f"work-{key}"), "checkpoint": {"tp": tp, "pp": pp, "ep": ep}}
         result = convert(validate_recipe(variant), model=model)
-        assert result.rank_files == [f"rank{r}.safetensors" for r in range(tp)] and result.ep == ep
+        assert result.rank_files == [f"rank{r}.safetensors" for r in range(tp * pp)] and result.ep == ep
         dirs[key] = result.checkpoint_dir
     return {"root": root, **dirs}
+
+
+@pytest.fixture(scope="module")
+def dense_exports(tmp_path_factory):
+    """A dense Llama (no experts) quantized once, exported at tp=1 and tp=2."""
+    from orchestrator.recipe.loader import validate_recipe
+    from orchestrator.stages.convert import convert
+    from orchestrator.stages.quantize import quantize
+
+    root = tmp_path_factory.mktemp("dense")
+    model_dir, corpus = build_tiny_mixtral(root / "model", dense=True), write_corpus(root / "calibration.txt")
+    data = tiny_recipe(model_dir, corpus, root / "work")
+    data["quantize"]["exclude"] = ["lm_head"]
+    model = quantize(validate_recipe(data)).model
+    return {tp: convert(validate_recipe({**data, "workdir": str(root / f"work-tp{tp}"),
+                                         "checkpoint": {"tp": tp, "pp": 1, "ep": 1}}), model=model).checkpoint_dir
+            for tp in (1, 2)}
 
 
 def _raw(path):
@@ -49,17 +67,18 @@ def _raw(path):
     return {name: file.read(name) for name in file.tensors}
 
 
-@pytest.mark.parametrize("key", ["tp2", "tp2-ep2"])
+@pytest.mark.parametrize("key", ["tp2", "tp2-ep2", "pp2", "tp2-pp2"])
 def test_parallel_export_verifies_and_recombines_to_tp1_bit_for_bit(exports, key):
     import numpy as np
 
     from orchestrator.stages.verify import verify_checkpoint
     from orchestrator.stages.verify.shards import recombine
 
-    tp, ep = EXPORTS[key]
+    tp, pp, ep = EXPORTS[key]
     report = verify_checkpoint(exports[key])
     assert report.shards == "ok"
-    assert (report.mapping["tp_size"], report.mapping["moe_tp_size"], report.mapping["moe_ep_size"]) == (tp, tp // ep, ep)
+    mapping = report.mapping
+    assert (mapping["tp_size"], mapping["pp_size"], mapping["moe_tp_size"], mapping["moe_ep_size"]) == (tp, pp, tp // ep, ep)
     whole, joined = recombine(exports["tp1"]), recombine(exports[key])
     assert joined.keys() == whole.keys() and len(whole) == 47
     for name, value in whole.items():
@@ -112,3 +131,18 @@ def test_expert_shard_disagreeing_with_its_peers_exits_2(exports, tmp_path):
     result = CliRunner().invoke(app, ["verify", str(ckpt)])
     assert result.exit_code == 2, result.output
     assert "trtllm.shards" in result.output and name in result.output
+
+
+def test_dense_mlp_tp2_export_verifies_and_recombines_to_tp1_bit_for_bit(dense_exports):
+    """The dense-MLP rows (mlp.fc / mlp.gate out-dim, mlp.proj in-dim) on a real dense export."""
+    import numpy as np
+
+    from orchestrator.stages.verify import verify_checkpoint
+    from orchestrator.stages.verify.shards import recombine
+
+    assert verify_checkpoint(dense_exports[2]).shards == "ok"
+    whole, joined = recombine(dense_exports[1]), recombine(dense_exports[2])
+    assert any(".mlp.gate." in name for name in whole) and not any(".mlp.router." in name for name in whole)
+    assert joined.keys() == whole.keys()
+    for name, value in whole.items():
+        assert joined[name].shape == value.shape and np.array_equal(joined[name], value), name

@@ -13,11 +13,20 @@ SPECIALS = ["<unk>", "<s>", "</s>"]
 VOCAB_SIZE = 512  # 503 tokens, rounded up
 
 
-def build_tiny_mixtral(directory: Path, seed: int = 0) -> Path:
-    """Save a tiny MixtralForCausalLM (BF16 safetensors) and its tokenizer into `directory`."""
+def build_tiny_mixtral(directory: Path, seed: int = 0, *, dense: bool = False) -> Path:
+    """Save a tiny MixtralForCausalLM (BF16 safetensors) and its tokenizer into `directory`.
+
+    dense=True: a LlamaForCausalLM of the same size instead (one MLP per layer, no experts).
+    """
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import MixtralConfig, MixtralForCausalLM, PreTrainedTokenizerFast
+    from transformers import (
+        LlamaConfig,
+        LlamaForCausalLM,
+        MixtralConfig,
+        MixtralForCausalLM,
+        PreTrainedTokenizerFast,
+    )
 
     vocab = {token: index for index, token in enumerate(SPECIALS + WORDS)}
     tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
@@ -25,12 +34,14 @@ def build_tiny_mixtral(directory: Path, seed: int = 0) -> Path:
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
 
     torch.manual_seed(seed)
-    config = MixtralConfig(
-        vocab_size=VOCAB_SIZE, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2,
-        max_position_embeddings=512, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False,
-    )
-    model = MixtralForCausalLM(config).to(torch.bfloat16).eval()
+    shape = dict(vocab_size=VOCAB_SIZE, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, bos_token_id=1,
+                 eos_token_id=2, tie_word_embeddings=False)
+    if dense:
+        model = LlamaForCausalLM(LlamaConfig(**shape))
+    else:
+        model = MixtralForCausalLM(MixtralConfig(**shape, num_local_experts=4, num_experts_per_tok=2))
+    model = model.to(torch.bfloat16).eval()
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory)
     fast.save_pretrained(directory)

@@ -55,7 +55,7 @@ class VerifyReport:
     original_bytes: int | None
     original_source: str  # where original_bytes came from
     mapping: dict[str, int] = field(default_factory=dict)  # TRT-LLM only
-    shards: str | None = None  # TRT-LLM with tp > 1: "ok" when the rank files join into the unsharded tensors
+    shards: str | None = None  # TRT-LLM with tp x pp > 1: "ok" when the rank files join into the unsharded tensors
 
     @property
     def compression_ratio(self) -> float | None:

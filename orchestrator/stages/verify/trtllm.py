@@ -46,7 +46,7 @@ class TRTLLMFacts:
     indexes: list[TensorIndex] = field(default_factory=list)
     quantized: int = 0
     excluded: int = 0
-    shards_checked: bool = False  # several ranks per stage, and they join into the unsharded tensors
+    shards_checked: bool = False  # several rank files (tp or pp), and they join into the unsharded tensors
 
 
 def is_trtllm_checkpoint(path: Path) -> bool:
@@ -100,7 +100,7 @@ def check_trtllm(path: Path) -> tuple[TRTLLMFacts, list[Violation]]:
                                             f"holds {len(seen)} decoder layers; {layers} layers / pp {pp} = "
                                             f"{layers // pp}"))
     violations += list(_ranks_agree(facts.indexes, tp, pp))
-    if tp > 1 and not violations:
+    if tp * pp > 1 and not violations:
         from orchestrator.stages.verify.shards import recombination_violations
 
         violations += list(recombination_violations(facts.indexes, config))
