@@ -124,15 +124,25 @@ def calibration_gpus(recipe) -> int:
     return wanted
 
 
-def resolve_memory(path: Path, recipe, device: str) -> str:
-    """`choose_memory` for the model at `path` (its safetensors size) and the free memory of the GPUs it may use."""
+def _spread_over_gpus(recipe) -> bool:
+    """quantize.parallel=layers over several GPUs: one process, accelerate's sequential device map."""
+    return recipe.quantize.gpus > 1 and recipe.quantize.parallel.value == "layers"
+
+
+def resolve_memory(path: Path, recipe, device: str, *, ranks: bool = True) -> str:
+    """`choose_memory` for the model at `path` (its safetensors size) and the free memory of the GPUs it may use.
+
+    ranks=False: for a model this process loads itself (convert after an fsdp2 quantize, whose
+    ranks are gone): GPU 0 when the model fits it, else CPU memory ("stream" placement).
+    """
     free = 0
     if device == "cuda":
         import torch
 
-        free = sum(torch.cuda.mem_get_info(i)[0] for i in range(calibration_gpus(recipe)))
+        gpus = calibration_gpus(recipe) if _spread_over_gpus(recipe) else 1
+        free = sum(torch.cuda.mem_get_info(i)[0] for i in range(gpus))
     weights = sum(p.stat().st_size for p in Path(path).glob("*.safetensors"))
-    sharded = recipe.quantize.gpus > 1 and recipe.quantize.parallel.value == "fsdp2"
+    sharded = ranks and recipe.quantize.gpus > 1 and recipe.quantize.parallel.value == "fsdp2"
     return choose_memory(recipe.quantize.memory.value, device, weights, free, sharded=sharded)
 
 
@@ -144,14 +154,14 @@ def load_model(path: Path, recipe, device: str, memory: str | None = None):
     """
     from transformers import AutoModelForCausalLM
 
-    memory = memory or resolve_memory(path, recipe, device)
+    memory = memory or resolve_memory(path, recipe, device, ranks=False)
     kwargs: dict[str, Any] = {"dtype": torch_dtype(recipe), "trust_remote_code": recipe.model.trust_remote_code}
     if memory == "offload":
         import torch
 
         free, _ = torch.cuda.mem_get_info()
         kwargs.update(device_map="auto", max_memory={0: int(GPU_FIT_FRACTION * free), "cpu": "1000GiB"})
-    elif memory in ("gpu", "layerwise") and calibration_gpus(recipe) > 1:
+    elif memory in ("gpu", "layerwise") and _spread_over_gpus(recipe) and calibration_gpus(recipe) > 1:
         import torch
 
         # Naive model parallelism (modelopt's hf_ptq multi-GPU path): accelerate places whole decoder

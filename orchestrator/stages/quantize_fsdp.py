@@ -201,6 +201,7 @@ def main(job_dir: Path) -> None:
             atomic_write_json(job_dir / RESULT_FILE, {
                 "ranks": world, "load_s": load_s, "calibration_s": core.calibration_s, "export_s": core.export_s,
                 "batches_per_rank": len(ranges), "batch_size": job.batch_size, "peak_per_rank": peaks})
+        dist.barrier()  # every rank done with its collectives before the group goes away
     finally:
         dist.destroy_process_group()
 
