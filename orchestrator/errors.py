@@ -52,10 +52,3 @@ class GateFailed(OrchestratorError):
     """An accuracy gate failed (quantized/original perplexity above the recipe's bound). Exit 3."""
 
     exit_code = EXIT_GATE
-
-
-class NotImplementedStage(OrchestratorError):
-    """A command whose stage is not built yet. Exit 1, never a silent success."""
-
-    def __init__(self, what: str):
-        super().__init__(f"{what}: not implemented yet")

@@ -56,7 +56,7 @@ def _container(runner, stage: str, argv: list[str], log_path: Path, ports=None) 
 
 def plan(recipe) -> list[StagePlan]:
     """One StagePlan per stage in graph order, with skip reasons and the exact TRT-LLM commands."""
-    from orchestrator.errors import NotImplementedStage, UserError
+    from orchestrator.errors import UserError
     from orchestrator.stages.build import build_argv
     from orchestrator.stages.serve import llm_api_yaml, reference_argv, serve_argv
     from orchestrator.stages.trtllm import shown_path_map
@@ -116,7 +116,7 @@ def plan(recipe) -> list[StagePlan]:
     else:
         try:
             reference = reference_argv(recipe)
-        except (NotImplementedStage, UserError):  # no reference engine yet, or its model is not there yet
+        except UserError:  # its model is not there yet
             reference = None
         serve = StagePlan("serve", runs=recipe.run.serve or recipe.run.bench,
                           reason="own command: orchestrator serve (CPU reference engine, not TensorRT-LLM)",

@@ -256,9 +256,13 @@ class LocalRunner:
         argv = _resolve(job.argv)
         log = _start_log(job)
         if detach:
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    cwd=job.cwd, env=_environment(job), start_new_session=True)
+            # The tee outlives us too: detached_tee.py masks secrets in the job's output as _tee does here.
             log.close()
+            tee_argv = [sys.executable, "-m", "orchestrator.runtime.detached_tee", str(job.log_path),
+                        *job.secret_env, "--", *argv]
+            proc = subprocess.Popen(tee_argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    stdin=subprocess.DEVNULL, cwd=job.cwd, env=_environment(job),
+                                    start_new_session=True)
             return LocalHandle(proc.pid, job.log_path, proc)
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=job.cwd, env=_environment(job), start_new_session=True)

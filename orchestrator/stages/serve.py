@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import NotImplementedStage, StageFailed, UserError
+from orchestrator.errors import StageFailed, UserError
 from orchestrator.layout import WorkdirLayout
 from orchestrator.stages.trtllm import PathMap, Segment, flatten, pinned_image, same_path
 from orchestrator.trtllm_spec import first_flag, has_flag, render_flag, tool_spec
@@ -132,10 +132,8 @@ def serve_argv(recipe, workdir: Path | None = None, path_in_runtime: PathMap = s
 
 def reference_argv(recipe) -> list[str]:
     """The CPU reference engine's argv (platform cpu); built by orchestrator.stages.reference_server."""
-    try:
-        from orchestrator.stages.reference_server import reference_serve_argv
-    except ImportError:
-        raise NotImplementedStage("serve on a platform without a GPU (CPU reference engine)") from None
+    from orchestrator.stages.reference_server import reference_serve_argv
+
     return list(reference_serve_argv(recipe))
 
 

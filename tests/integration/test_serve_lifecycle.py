@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import NotImplementedStage, StageFailed, UserError
+from orchestrator.errors import StageFailed, UserError
 from orchestrator.layout import WorkdirLayout
 from orchestrator.recipe.loader import load_recipe
 from orchestrator.runtime.serve_process import http_get
@@ -160,13 +160,6 @@ def test_cpu_serve_reuses_the_lifecycle_with_a_reference_engine_standin(tmp_path
         assert info.model == "tiny-mixtral-nvfp4-cpu" and info.runtime == "local"
     finally:
         assert stop_serve(recipe) is not None
-
-
-def test_cpu_serve_without_reference_engine_is_not_implemented(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "orchestrator.stages.reference_server", None)  # import fails
-    recipe = load_recipe(TINY, [f"workdir={tmp_path / 'work'}", f"serve.port={free_port()}"])
-    with pytest.raises(NotImplementedStage):
-        run_serve(recipe)
 
 
 # ---- the installed console script, for real ----

@@ -110,6 +110,19 @@ def test_detached_child_is_found_again_from_its_state(tmp_path):
     assert "got INT 1" in again.log_tail()[-1]
 
 
+def test_detached_child_output_is_redacted_in_its_log(tmp_path):
+    """The detached job writes through detached_tee.py: secret values masked, exit code kept."""
+    secret = "hf_detachedSECRETvalue123"
+    script = "import os; print('token is', os.environ['HF_TOKEN'], flush=True); raise SystemExit(7)"
+    handle = LocalRunner(echo=False).start(job(tmp_path, PY, "-c", script, env={"HF_TOKEN": secret}), detach=True)
+    deadline = time.monotonic() + 20
+    while handle.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert handle.poll() == 7
+    text = (tmp_path / "logs" / "t.log").read_text()
+    assert "token is ***" in text and secret not in text
+
+
 def test_attach_to_a_reused_pid_sees_the_server_gone(tmp_path):
     state = {"runtime": "local", "pid": os.getpid(), "start_ticks": 1, "log_path": str(tmp_path / "x.log")}
     assert LocalRunner().attach(state).poll() == 0  # our own pid, but another start time: not the server

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import yaml
 
-from orchestrator.errors import NotImplementedStage
 from orchestrator.recipe.loader import load_recipe
-from orchestrator.stages.serve import llm_api_yaml, reported_model_name, serve_argv, server_argv
+from orchestrator.stages.serve import llm_api_yaml, reported_model_name, serve_argv
 from tests.conftest import RECIPES
 
 SPARK = RECIPES / "mixtral-8x7b-instruct-nvfp4-dgx-spark.yaml"
@@ -75,10 +73,14 @@ def test_paths_are_mapped_as_the_runner_sees_them():
     assert argv[1] == "/workspace/checkpoint-hf" and argv[-1] == "/workspace/llm-api-options.yaml"
 
 
-def test_cpu_serves_the_reference_engine_or_says_it_is_missing(monkeypatch):
-    import sys
 
-    recipe = load_recipe(RECIPES / "tiny-mixtral-nvfp4-cpu.yaml")
-    monkeypatch.setitem(sys.modules, "orchestrator.stages.reference_server", None)
-    with pytest.raises(NotImplementedStage):
-        server_argv(recipe)
+
+
+def test_cpu_serves_the_reference_engine_never_trtllm():
+    from orchestrator.stages.serve import server_argv
+
+    recipe = load_recipe(RECIPES / "tiny-mixtral-nvfp4-cpu.yaml", ["serve.port=8123"])
+    argv = server_argv(recipe)
+    assert argv[1:4] == ["-m", "transformers.commands.transformers_cli", "serve"]
+    assert "trtllm-serve" not in argv and argv[argv.index("--port") + 1] == "8123"
+    assert argv[argv.index("--host") + 1] == "127.0.0.1"
