@@ -76,7 +76,7 @@ def plan(recipe) -> list[StagePlan]:
         inputs=[recipe.model.source, f"calibration {recipe.quantize.calibration.dataset} x"
                 f"{recipe.quantize.calibration.samples}"],
         outputs=[str(lay.checkpoint_hf), str(lay.modelopt_state)],
-        where=f"local (modelopt, {recipe.quantize.device.value} device)")
+        where=_quantize_where(recipe))
     stages["convert"] = StagePlan(
         "convert", runs=True, inputs=[str(lay.modelopt_state)], outputs=[str(lay.checkpoint_trtllm)],
         where="local (modelopt export_tensorrt_llm_checkpoint)")
@@ -140,3 +140,12 @@ def plan(recipe) -> list[StagePlan]:
         if st.runs and not recipe.stage_runs(name):
             st.runs, st.reason = False, f"after run.until ({recipe.run.until.value})"
     return [stages[name] for name in STAGE_ORDER]
+
+
+def _quantize_where(recipe) -> str:
+    quant = recipe.quantize
+    if quant.gpus == 1:
+        return f"local (modelopt, {quant.device.value} device)"
+    if quant.parallel.value == "fsdp2":
+        return f"local (modelopt, torchrun: {quant.gpus} FSDP2 ranks, one per GPU)"
+    return f"local (modelopt, one process, layers over {quant.gpus} GPUs)"

@@ -14,6 +14,7 @@ from tests.conftest import RECIPES, REPO
 
 SPARK = RECIPES / "mixtral-8x7b-instruct-nvfp4-dgx-spark.yaml"
 TINY = RECIPES / "tiny-mixtral-nvfp4-cpu.yaml"
+B200 = RECIPES / "mixtral-8x7b-instruct-nvfp4-b200.yaml"
 
 
 def test_validate_ok(cli):
@@ -72,6 +73,18 @@ def test_plan_cpu_skips_build_with_reason(cli):
     stages = {s["name"]: s for s in json.loads(result.output)["stages"]}
     assert stages["build"]["runs"] is False and "needs an NVIDIA GPU" in stages["build"]["reason"]
     assert stages["quantize"]["runs"] is True
+
+
+@pytest.mark.parametrize(("overrides", "where"), [
+    ([], "local (modelopt, auto device)"),
+    (["quantize.gpus=2"], "torchrun: 2 FSDP2 ranks"),
+    (["quantize.gpus=2", "quantize.parallel=layers"], "one process, layers over 2 GPUs"),
+])
+def test_plan_says_how_quantize_uses_the_gpus(cli, overrides, where):
+    result = cli("plan", B200, *overrides, "--json")
+    assert result.exit_code == 0, result.output
+    stages = {s["name"]: s for s in json.loads(result.output)["stages"]}
+    assert where in stages["quantize"]["where"]
 
 
 def test_doctor_without_gpu_says_so(cli):
