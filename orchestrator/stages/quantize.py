@@ -398,11 +398,8 @@ def _calibrate_sharded(recipe, location, data, device, memory, layout, state_dir
     job = quantize_fsdp.FsdpJob(recipe=recipe_dict(recipe), model_path=str(location.path), ranks=ranks, device=device,
                                 batch_size=batch_size, export_dir=str(export_dir), state_dir=str(state_dir),
                                 source=source)
-    if progress:
-        progress("calibration ranks (torchrun, FSDP2)", 0, ranks)
-    result = quantize_fsdp.run(job, data.input_ids, layout.root / ".quantize-fsdp", layout.log("quantize-ranks"))
-    if progress:
-        progress("calibration ranks (torchrun, FSDP2)", ranks, ranks)
+    result = quantize_fsdp.run(job, data.input_ids, layout.root / ".quantize-fsdp", layout.log("quantize-ranks"),
+                               progress)
     core = CoreResult(model=None, calibration_s=result["calibration_s"], export_s=result["export_s"], layerwise=False,
                       streamed=None)
     return _Calibrated(core, result["load_s"], batch_size, result["batches_per_rank"] * ranks, ranks=result)

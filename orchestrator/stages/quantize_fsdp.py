@@ -30,18 +30,27 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
+import threading
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from orchestrator.atomic import atomic_write_json
 from orchestrator.errors import StageFailed
+from orchestrator.stages.progress import ProgressFn
 
 JOB_FILE = "job.json"
 DATA_FILE = "calibration.safetensors"
 RESULT_FILE = "result.json"
 LOG_TAIL_LINES = 30
+# Rank 0 reads the whole checkpoint while the others wait in the first collective: NCCL's default
+# 10 minutes is too short for a few hundred GB from a slow disk.
+COLLECTIVE_TIMEOUT = timedelta(hours=2)
+BATCH_LINE = re.compile(r"^calibration batch (\d+)/(\d+)$")  # what rank 0 prints after each forward
+PROGRESS_TASK = "calibration batches (each rank)"
 
 
 @dataclass(frozen=True)
@@ -58,8 +67,11 @@ class FsdpJob:
     source: dict[str, Any]
 
 
-def run(job: FsdpJob, input_ids, job_dir: Path, log_path: Path) -> dict[str, Any]:
-    """Write the job, run the ranks under torchrun, return rank 0's result.json. StageFailed with the log tail."""
+def run(job: FsdpJob, input_ids, job_dir: Path, log_path: Path, progress: ProgressFn | None = None) -> dict[str, Any]:
+    """Write the job, run the ranks under torchrun, return rank 0's result.json. StageFailed with the log tail.
+
+    `progress` hears rank 0's batches, read from the log while the ranks run.
+    """
     from safetensors.torch import save_file
 
     from orchestrator.runtime.base import Job
@@ -73,12 +85,39 @@ def run(job: FsdpJob, input_ids, job_dir: Path, log_path: Path) -> dict[str, Any
             "-m", "orchestrator.stages.quantize_fsdp", str(job_dir)]
     # torchrun sets OMP_NUM_THREADS=1 unless told; CPU ranks would then calibrate on one core each.
     threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // job.ranks))
-    code = LocalRunner(echo=False).run(Job("quantize", argv, log_path, env={"OMP_NUM_THREADS": threads}))
+    handle = LocalRunner(echo=False).start(Job("quantize", argv, log_path, env={"OMP_NUM_THREADS": threads}))
+    done = threading.Event()
+    watcher = threading.Thread(target=_report_batches, args=(log_path, progress, done), daemon=True)
+    if progress:
+        watcher.start()
+    try:
+        code = handle.wait()  # Ctrl-C reaches the ranks, as LocalRunner.run does
+    finally:
+        done.set()
+        if progress:
+            watcher.join(timeout=5)
     result = job_dir / RESULT_FILE
     if code != 0 or not result.is_file():
         raise StageFailed(f"distributed calibration on {job.ranks} ranks failed (torchrun exit {code}); "
                           f"log: {log_path}", log_tail=log_tail(log_path, LOG_TAIL_LINES))
     return json.loads(result.read_text())
+
+
+def _report_batches(log_path: Path, progress: ProgressFn | None, done: threading.Event) -> None:
+    from orchestrator.runtime.local import log_tail
+
+    last = None
+    while progress is not None:
+        finished = done.wait(0.5)
+        for line in reversed(log_tail(log_path, 20)):
+            match = BATCH_LINE.match(line)
+            if match:
+                if match.groups() != last:
+                    last = match.groups()
+                    progress(PROGRESS_TASK, int(last[0]), int(last[1]))
+                break
+        if finished:
+            return
 
 
 def rank_batches(samples: int, batch_size: int, rank: int, world: int) -> list[tuple[int, int]]:
@@ -124,10 +163,10 @@ def _sharded_model(path: str, dtype, trust_remote_code: bool, device: str, rank:
 class _RankLoop:
     """modelopt's forward_loop on this rank's batches."""
 
-    def __init__(self, model, input_ids, ranges: list[tuple[int, int]], device: str):
+    def __init__(self, model, input_ids, ranges: list[tuple[int, int]], device: str, rank: int):
         from orchestrator.stages.calibration import forward_kwargs
 
-        self.model, self.input_ids, self.ranges, self.device = model, input_ids, ranges, device
+        self.model, self.input_ids, self.ranges, self.device, self.rank = model, input_ids, ranges, device, rank
         self.kwargs = forward_kwargs(model)
 
         self.peak_gib: float | None = None  # peak GPU memory of the forwards
@@ -139,7 +178,8 @@ class _RankLoop:
         with torch.no_grad():
             for i, (start, end) in enumerate(self.ranges, 1):
                 self.model(input_ids=self.input_ids[start:end].to(self.device), use_cache=False, **self.kwargs)
-                print(f"calibration batch {i}/{len(self.ranges)}", flush=True)
+                if self.rank == 0:  # the others run in step (every forward is a collective)
+                    print(f"calibration batch {i}/{len(self.ranges)}", flush=True)
         self.peak_gib = _gpu_peak_gib(self.device, reset=True)
 
 
@@ -172,7 +212,7 @@ def main(job_dir: Path) -> None:
     if device == "cuda":
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
         device = f"cuda:{torch.cuda.current_device()}"
-    dist.init_process_group("nccl" if job.device == "cuda" else "gloo")
+    dist.init_process_group("nccl" if job.device == "cuda" else "gloo", timeout=COLLECTIVE_TIMEOUT)
     try:
         rank, world = dist.get_rank(), dist.get_world_size()
         recipe = validate_recipe(job.recipe)
@@ -185,7 +225,7 @@ def main(job_dir: Path) -> None:
         load_peak = _gpu_peak_gib(device, reset=True)
         input_ids = load_file(str(job_dir / DATA_FILE))["input_ids"]
         ranges = rank_batches(len(input_ids), job.batch_size, rank, world)
-        loop = _RankLoop(model, input_ids, ranges, device)
+        loop = _RankLoop(model, input_ids, ranges, device, rank)
         with patch_fsdp_mp_dtypes():
             core = quantize_and_export(
                 model, build_quant_config(recipe), loop, memory="fsdp2",

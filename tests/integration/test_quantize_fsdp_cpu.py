@@ -52,8 +52,9 @@ def runs(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(stage, "calibration_gpus", lambda _recipe: 2)
         patch.setattr(stage, "resolve_memory", lambda *_args: "fsdp2")
-        two = stage.quantize(recipe("two"))
-    return {"one": one, "two": two, "recipe_one": recipe("one"), "recipe_two": recipe("two")}
+        heard = []
+        two = stage.quantize(recipe("two"), progress=lambda *call: heard.append(call))
+    return {"one": one, "two": two, "recipe_one": recipe("one"), "recipe_two": recipe("two"), "heard": heard}
 
 
 def test_two_ranks_export_the_single_process_checkpoint_bit_for_bit(runs):
@@ -78,7 +79,8 @@ def test_the_stage_records_how_the_ranks_ran(runs):
     provenance = json.loads((two.checkpoint_dir / "orchestrator.json").read_text())
     assert provenance["calibration"]["memory"] == "fsdp2"
     log = (two.checkpoint_dir.parent / "logs" / "quantize-ranks.log").read_text()
-    assert "torch.distributed.run" in log and "calibration batch 2/2" in log
+    assert "torch.distributed.run" in log and log.count("calibration batch 2/2") == 1  # rank 0 reports
+    assert runs["heard"][-1] == ("calibration batches (each rank)", 2, 2)  # read from the log as it ran
 
 
 def test_convert_restores_the_ranks_state_to_the_same_trtllm_checkpoint(runs):
