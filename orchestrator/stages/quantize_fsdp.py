@@ -31,6 +31,7 @@ import json
 import math
 import os
 import re
+import shutil
 import sys
 import threading
 from dataclasses import asdict, dataclass
@@ -100,7 +101,9 @@ def run(job: FsdpJob, input_ids, job_dir: Path, log_path: Path, progress: Progre
     if code != 0 or not result.is_file():
         raise StageFailed(f"distributed calibration on {job.ranks} ranks failed (torchrun exit {code}); "
                           f"log: {log_path}", log_tail=log_tail(log_path, LOG_TAIL_LINES))
-    return json.loads(result.read_text())
+    report = json.loads(result.read_text())
+    shutil.rmtree(job_dir, ignore_errors=True)  # kept after a failure, for a look at what the ranks were given
+    return report
 
 
 def _report_batches(log_path: Path, progress: ProgressFn | None, done: threading.Event) -> None:

@@ -81,6 +81,7 @@ def test_the_stage_records_how_the_ranks_ran(runs):
     log = (two.checkpoint_dir.parent / "logs" / "quantize-ranks.log").read_text()
     assert "torch.distributed.run" in log and log.count("calibration batch 2/2") == 1  # rank 0 reports
     assert runs["heard"][-1] == ("calibration batches (each rank)", 2, 2)  # read from the log as it ran
+    assert not (two.checkpoint_dir.parent / ".quantize-fsdp").exists()  # the job directory, spent
 
 
 def test_convert_restores_the_ranks_state_to_the_same_trtllm_checkpoint(runs):
