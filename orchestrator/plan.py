@@ -144,8 +144,8 @@ def plan(recipe) -> list[StagePlan]:
 
 def _quantize_where(recipe) -> str:
     quant = recipe.quantize
-    if quant.gpus == 1:
+    if quant.multi_gpu is None:
         return f"local (modelopt, {quant.device.value} device)"
-    if quant.parallel.value == "fsdp2":
+    if quant.multi_gpu == "fsdp2":
         return f"local (modelopt, torchrun: {quant.gpus} FSDP2 ranks, one per GPU)"
     return f"local (modelopt, one process, layers over {quant.gpus} GPUs)"

@@ -123,7 +123,7 @@ def _parallel_fits_platform(recipe: Recipe) -> Iterator[Problem]:
 def _fsdp2_calibration(recipe: Recipe) -> Iterator[Problem]:
     """FSDP2 ranks each see part of the data; only max calibration (a max over all batches) combines exactly."""
     quant = recipe.quantize
-    if quant.gpus == 1 or quant.parallel.value != "fsdp2":
+    if quant.multi_gpu != "fsdp2":
         return
     fmt = recipe.format_info
     if fmt.calibration != "max":

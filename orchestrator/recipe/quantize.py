@@ -88,6 +88,11 @@ class QuantizeSection(Section):
         "as modelopt's hf_ptq does; any format).",
     )
 
+    @property
+    def multi_gpu(self) -> str | None:
+        """How calibration uses several GPUs: "fsdp2" or "layers" (quantize.parallel); None on one."""
+        return self.parallel.value if self.gpus > 1 else None
+
     @field_validator("format", "kv_cache", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:

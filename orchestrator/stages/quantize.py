@@ -124,11 +124,6 @@ def calibration_gpus(recipe) -> int:
     return wanted
 
 
-def _spread_over_gpus(recipe) -> bool:
-    """quantize.parallel=layers over several GPUs: one process, accelerate's sequential device map."""
-    return recipe.quantize.gpus > 1 and recipe.quantize.parallel.value == "layers"
-
-
 def resolve_memory(path: Path, recipe, device: str, *, ranks: bool = True) -> str:
     """`choose_memory` for the model at `path` (its safetensors size) and the free memory of the GPUs it may use.
 
@@ -139,10 +134,10 @@ def resolve_memory(path: Path, recipe, device: str, *, ranks: bool = True) -> st
     if device == "cuda":
         import torch
 
-        gpus = calibration_gpus(recipe) if _spread_over_gpus(recipe) else 1
+        gpus = calibration_gpus(recipe) if recipe.quantize.multi_gpu == "layers" else 1
         free = sum(torch.cuda.mem_get_info(i)[0] for i in range(gpus))
     weights = sum(p.stat().st_size for p in Path(path).glob("*.safetensors"))
-    sharded = ranks and recipe.quantize.gpus > 1 and recipe.quantize.parallel.value == "fsdp2"
+    sharded = ranks and recipe.quantize.multi_gpu == "fsdp2"
     return choose_memory(recipe.quantize.memory.value, device, weights, free, sharded=sharded)
 
 
@@ -161,14 +156,14 @@ def load_model(path: Path, recipe, device: str, memory: str | None = None):
 
         free, _ = torch.cuda.mem_get_info()
         kwargs.update(device_map="auto", max_memory={0: int(GPU_FIT_FRACTION * free), "cpu": "1000GiB"})
-    elif memory in ("gpu", "layerwise") and _spread_over_gpus(recipe) and calibration_gpus(recipe) > 1:
+    elif memory in ("gpu", "layerwise") and recipe.quantize.multi_gpu == "layers":
         import torch
 
         # Naive model parallelism (modelopt's hf_ptq multi-GPU path): accelerate places whole decoder
         # layers on GPU 0, 1, ... in order and moves the hidden states between them; nothing goes to the
         # CPU. Each GPU but the last gets about an equal share of the weights, so the layers spread out
         # even when one GPU could hold them all (accelerate's "balanced" keeps small models on one GPU).
-        gpus = recipe.quantize.gpus
+        gpus = calibration_gpus(recipe)
         weights = sum(p.stat().st_size for p in Path(path).glob("*.safetensors"))
         share = int(1.2 * weights / gpus)
         free = [int(GPU_FIT_FRACTION * torch.cuda.mem_get_info(i)[0]) for i in range(gpus)]
