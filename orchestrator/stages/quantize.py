@@ -113,6 +113,19 @@ def choose_memory(requested: str, device: str, weights_bytes: int, free_bytes: i
     return "gpu" if weights_bytes <= GPU_FIT_FRACTION * free_bytes else "stream"
 
 
+def placement_after_ranks(weights_bytes: int, free_per_gpu: list[int]) -> str:
+    """Where one process (convert) puts a model FSDP2 ranks calibrated, the ranks being gone.
+
+    gpu when GPU 0 holds it; layers (accelerate's sequential map over the host's GPUs, as
+    `parallel: layers` calibrates) when they hold it together; else stream (CPU memory).
+    """
+    if weights_bytes <= GPU_FIT_FRACTION * free_per_gpu[0]:
+        return "gpu"
+    if weights_bytes <= GPU_FIT_FRACTION * sum(free_per_gpu):
+        return "layers"
+    return "stream"
+
+
 def calibration_gpus(recipe) -> int:
     """How many GPUs calibration spreads the model over; UserError when this host has fewer."""
     import torch
@@ -127,25 +140,28 @@ def calibration_gpus(recipe) -> int:
 def resolve_memory(path: Path, recipe, device: str, *, ranks: bool = True) -> str:
     """`choose_memory` for the model at `path` (its safetensors size) and the free memory of the GPUs it may use.
 
-    ranks=False: for a model this process loads itself (convert after an fsdp2 quantize, whose
-    ranks are gone): GPU 0 when the model fits it, else CPU memory ("stream" placement).
+    ranks=False: for a model this process loads itself, which after an fsdp2 quantize (the ranks
+    gone) is `placement_after_ranks`.
     """
-    free = 0
+    weights = sum(p.stat().st_size for p in Path(path).glob("*.safetensors"))
+    free = [0]
     if device == "cuda":
         import torch
 
-        gpus = calibration_gpus(recipe) if recipe.quantize.multi_gpu == "layers" else 1
-        free = sum(torch.cuda.mem_get_info(i)[0] for i in range(gpus))
-    weights = sum(p.stat().st_size for p in Path(path).glob("*.safetensors"))
-    sharded = ranks and recipe.quantize.multi_gpu == "fsdp2"
-    return choose_memory(recipe.quantize.memory.value, device, weights, free, sharded=sharded)
+        free = [torch.cuda.mem_get_info(i)[0] for i in range(calibration_gpus(recipe))]
+    if recipe.quantize.multi_gpu == "fsdp2" and device == "cuda" and not ranks:
+        return placement_after_ranks(weights, free)
+    total = sum(free) if recipe.quantize.multi_gpu == "layers" else free[0]
+    return choose_memory(recipe.quantize.memory.value, device, weights, total,
+                         sharded=recipe.quantize.multi_gpu == "fsdp2")
 
 
 def load_model(path: Path, recipe, device: str, memory: str | None = None):
     """The source model in the recipe's dtype, placed for calibration by the memory strategy.
 
     stream loads into CPU memory (quantize_and_export moves the layers); offload lets
-    accelerate keep on the CPU what does not fit and re-send it per batch (slow, see DESIGN).
+    accelerate keep on the CPU what does not fit and re-send it per batch (slow, see DESIGN);
+    layers (and gpu with `parallel: layers`) places whole decoder layers over the host's GPUs.
     """
     from transformers import AutoModelForCausalLM
 
@@ -156,7 +172,7 @@ def load_model(path: Path, recipe, device: str, memory: str | None = None):
 
         free, _ = torch.cuda.mem_get_info()
         kwargs.update(device_map="auto", max_memory={0: int(GPU_FIT_FRACTION * free), "cpu": "1000GiB"})
-    elif memory in ("gpu", "layerwise") and recipe.quantize.multi_gpu == "layers":
+    elif memory == "layers" or (memory in ("gpu", "layerwise") and recipe.quantize.multi_gpu == "layers"):
         import torch
 
         # Naive model parallelism (modelopt's hf_ptq multi-GPU path): accelerate places whole decoder

@@ -3,7 +3,9 @@
 The CPU twin (tests/integration/test_quantize_fsdp_cpu.py) runs the same ranks on gloo with
 the GPU count patched; here nothing is patched. Each batch is the same batch as on one GPU and
 the amax values are reduced with a max over the ranks, so the tensors must match bit for bit
-(the FP8 KV scales up to their last bit, see below).
+(the FP8 KV scales up to their last bit, see `_check_same`). Then convert, in one process,
+restores the ranks' saved state: on GPU 0, and spread over both GPUs the way a model larger
+than one GPU would be.
 Run: python -m pytest -q -s -m gpu tests/gpu/test_quantize_fsdp_cuda.py  (prints the numbers)
 """
 
@@ -25,37 +27,52 @@ from tests.integration.tiny_mixtral import (  # noqa: E402
     write_corpus,
 )
 
+SECTIONS = {"one": {"gpus": 1, "memory": "gpu"}, "two": {"gpus": 2, "parallel": "fsdp2"}}
 
-def test_two_fsdp2_ranks_write_the_one_gpu_checkpoint(tmp_path):
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
     from orchestrator.recipe.loader import validate_recipe
     from orchestrator.stages.quantize import quantize
 
-    model_dir, corpus = build_tiny_mixtral(tmp_path / "model"), write_corpus(tmp_path / "calibration.txt")
+    root = tmp_path_factory.mktemp("fsdp-cuda")
+    model_dir, corpus = build_tiny_mixtral(root / "model"), write_corpus(root / "calibration.txt")
 
-    sections = {"one": {"gpus": 1, "memory": "gpu"}, "two": {"gpus": 2, "parallel": "fsdp2"}}
-
-    def _data(name):
-        data = tiny_recipe(model_dir, corpus, tmp_path / name)
+    def recipe(name):
+        data = tiny_recipe(model_dir, corpus, root / name)
         data["platform"] = "h100"
         data["run"] = {"until": "convert"}
-        data["quantize"].update(device="cuda", **sections[name])
+        data["quantize"].update(device="cuda", **SECTIONS[name])
         data["quantize"]["calibration"].update(samples=24, batch_size=8)
-        return data
+        return validate_recipe(data)
 
-    one, two = quantize(validate_recipe(_data("one"))), quantize(validate_recipe(_data("two")))
-    _check_same(one.checkpoint_dir, two.checkpoint_dir)
-    # convert after the ranks: this process restores the saved state, on GPU 0 (the model fits it).
-    from orchestrator.stages.convert import convert
+    return {"recipe": recipe, "one": quantize(recipe("one")), "two": quantize(recipe("two"))}
 
-    from_memory = convert(validate_recipe(_data("one")), model=one.model)
-    from_state = convert(validate_recipe(_data("two")))
-    assert not from_state.reused_model and from_state.peak_gpu_mem_gb > 0
-    _check_same(from_memory.checkpoint_dir, from_state.checkpoint_dir)
+
+def test_two_fsdp2_ranks_write_the_one_gpu_checkpoint(runs):
+    one, two = runs["one"], runs["two"]
     print(f"\n[fsdp2] 1 GPU: calibration {one.calibration_s:.2f} s export {one.export_s:.2f} s peak "
           f"{one.peak_gpu_mem_gb} GiB; 2 ranks: load {two.load_s:.2f} s calibration {two.calibration_s:.2f} s "
           f"export {two.export_s:.2f} s, per rank {two.sharded['peak_per_rank']}")
     assert two.calibration["memory"] == "fsdp2" and two.sharded["ranks"] == 2
     assert all(rank["gpu_gib"] > 0 for rank in two.sharded["peak_per_rank"])
+    _check_same(one.checkpoint_dir, two.checkpoint_dir)
+
+
+@pytest.mark.parametrize("placement", ["gpu", "layers"])
+def test_convert_restores_the_ranks_state_in_one_process(runs, placement, monkeypatch):
+    """gpu: the model fits GPU 0. layers: stand-in for a model larger than GPU 0 (the tiny one is not)."""
+    from orchestrator.stages import quantize as stage
+    from orchestrator.stages.convert import convert
+
+    monkeypatch.setattr(stage, "placement_after_ranks", lambda *_args: placement)
+    from_memory = convert(runs["recipe"]("one"), model=runs["one"].model)
+    from_state = convert(runs["recipe"]("two"))
+    devices = {str(d) for d in (getattr(from_state.model, "hf_device_map", None) or {"": 0}).values()}
+    print(f"\n[fsdp2-convert] {placement}: devices {sorted(devices)}, {from_state.duration_s:.2f} s")
+    assert not from_state.reused_model and from_state.peak_gpu_mem_gb > 0
+    assert devices == ({"0", "1"} if placement == "layers" else {"0"})
+    _check_same(from_memory.checkpoint_dir, from_state.checkpoint_dir)
 
 
 def _check_same(expected_dir, got_dir):

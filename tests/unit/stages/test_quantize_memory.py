@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.stages.quantize import GPU_FIT_FRACTION, choose_memory
+from orchestrator.stages.quantize import GPU_FIT_FRACTION, choose_memory, placement_after_ranks
 
 GIB = 2**30
 
@@ -29,6 +29,22 @@ GIB = 2**30
 ])
 def test_choose_memory(requested, device, weights, free, expected):
     assert choose_memory(requested, device, weights, free) == expected
+
+
+def test_several_gpus_with_fsdp2_always_calibrate_as_ranks_and_cpu_never_does():
+    assert choose_memory("auto", "cuda", 87 * GIB, 156 * GIB, sharded=True) == "fsdp2"
+    assert choose_memory("gpu", "cuda", 1 * GIB, 156 * GIB, sharded=True) == "fsdp2"
+    assert choose_memory("auto", "cpu", 1 * GIB, 0, sharded=True) == "cpu"
+
+
+@pytest.mark.parametrize(("weights", "free", "expected"), [
+    (12 * GIB, [78 * GIB, 78 * GIB], "gpu"),  # GPU 0 holds it
+    (82 * GIB, [78 * GIB, 78 * GIB], "layers"),  # the 30-layer run of docs/PERFORMANCE.md
+    (87 * GIB, [78 * GIB, 78 * GIB, 78 * GIB], "layers"),
+    (130 * GIB, [78 * GIB, 78 * GIB], "stream"),  # not even together: CPU memory
+])
+def test_after_the_ranks_one_process_places_the_model_where_it_fits(weights, free, expected):
+    assert placement_after_ranks(weights, free) == expected
 
 
 def test_with_layerwise_turns_layerwise_on_without_touching_the_input():
