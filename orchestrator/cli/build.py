@@ -21,7 +21,9 @@ def build(recipe: RecipeArg, overrides: OverridesArg = None, workdir: WorkdirOpt
     if dry_run:
         print(shlex.join(build_argv(loaded, path_in_runtime=shown_path_map(loaded))))
         return
-    outcome = run_build(loaded, force=force)
+    from orchestrator.pipeline.execute import run_standalone
+
+    outcome = run_standalone(loaded, "build", lambda: run_build(loaded, force=force))
     if outcome.skipped:
         print(f"engine up to date: {outcome.engine} (same trtllm-build argv; --force rebuilds)")
     else:

@@ -17,6 +17,7 @@ from pathlib import Path
 from orchestrator.atomic import atomic_dir, partial_path, tree_size
 from orchestrator.errors import StageFailed, UserError
 from orchestrator.layout import WorkdirLayout
+from orchestrator.manifest import StageRecord
 from orchestrator.stages.trtllm import PathMap, Segment, flatten, not_a_gpu_platform, pinned_image, same_path
 from orchestrator.trtllm_spec import render_flag
 
@@ -91,6 +92,14 @@ class BuildOutcome:
     skipped: bool = False
     duration_s: float = 0.0
     engine_bytes: int = 0
+    tensorrt_llm: str | None = None  # the pinned image's TRT-LLM version
+
+    def stage_record(self) -> StageRecord:
+        """What the manifest keeps (run_stage adds the timing, host and status around it)."""
+        return StageRecord(status="done", versions={"tensorrt_llm": self.tensorrt_llm},
+                           artifacts={"engine": {"path": str(self.engine), "bytes": self.engine_bytes}},
+                           metrics={"skipped": self.skipped, "engine_bytes": self.engine_bytes,
+                                    "build_s": self.duration_s, "argv": self.argv})
 
 
 def _up_to_date(engine: Path, argv: list[str]) -> bool:
@@ -104,8 +113,12 @@ def _up_to_date(engine: Path, argv: list[str]) -> bool:
 
 
 def run_build(recipe, runner=None, force: bool = False) -> BuildOutcome:
-    """Run trtllm-build for `recipe` through `runner` (picked from `runtime:` when None)."""
-    from orchestrator.manifest import StageRecord, now_iso, record_stage
+    """Run trtllm-build for `recipe` through `runner` (picked from `runtime:` when None).
+
+    Skipped when the engine's stamp holds the same argv (unless `force`). The manifest record
+    is the pipeline's (`orchestrator run`, or run_standalone for `orchestrator build`).
+    """
+    from orchestrator.manifest import now_iso
     from orchestrator.runtime.base import Job
 
     reason = not_applicable(recipe)
@@ -121,35 +134,25 @@ def run_build(recipe, runner=None, force: bool = False) -> BuildOutcome:
                         hint=f"run `orchestrator convert {recipe.source_path or 'RECIPE'}` first")
     argv = build_argv(recipe, layout.root, runner.path_in_runtime)
     log_path = layout.log("build")
-    if not force and _up_to_date(layout.engine, argv):
-        return BuildOutcome(layout.engine, argv, log_path, skipped=True)
-
     image = pinned_image(recipe)
-    started, t0 = now_iso(), time.monotonic()
-    record = StageRecord(status="failed", started_at=started, versions={"tensorrt_llm": image.trtllm})
-    try:
-        with atomic_dir(layout.engine) as tmp:
-            code = runner.run(Job(stage="build", argv=argv, log_path=log_path))
-            if code != 0:
-                raise StageFailed(f"trtllm-build exited with code {code} (log: {log_path})",
-                                  log_tail=_tail(log_path), exit_code=1)
-            if not any(tmp.glob("*.engine")):
-                raise StageFailed(f"trtllm-build exited 0 but wrote no *.engine into {tmp} (log: {log_path})",
-                                  log_tail=_tail(log_path))
-            stamp = {"argv": argv, "tensorrt_llm": image.trtllm, "image": image.ref, "runtime": runner.name,
-                     "recipe": recipe.name, "built_at": now_iso()}
-            (tmp / ENGINE_STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
-    except BaseException as exc:
-        record.reason = getattr(exc, "message", None) or type(exc).__name__
-        record.ended_at, record.duration_s = now_iso(), round(time.monotonic() - t0, 3)
-        record_stage(layout.manifest, recipe.name, "build", record)
-        raise
-    size = tree_size(layout.engine)
-    record.status, record.ended_at = "done", now_iso()
-    record.duration_s = round(time.monotonic() - t0, 3)
-    record.artifacts = {"engine": {"path": str(layout.engine), "bytes": size}}
-    record_stage(layout.manifest, recipe.name, "build", record)
-    return BuildOutcome(layout.engine, argv, log_path, duration_s=record.duration_s, engine_bytes=size)
+    if not force and _up_to_date(layout.engine, argv):
+        return BuildOutcome(layout.engine, argv, log_path, skipped=True, engine_bytes=tree_size(layout.engine),
+                            tensorrt_llm=image.trtllm)
+
+    t0 = time.monotonic()
+    with atomic_dir(layout.engine) as tmp:
+        code = runner.run(Job(stage="build", argv=argv, log_path=log_path))
+        if code != 0:
+            raise StageFailed(f"trtllm-build exited with code {code} (log: {log_path})",
+                              log_tail=_tail(log_path), exit_code=1)
+        if not any(tmp.glob("*.engine")):
+            raise StageFailed(f"trtllm-build exited 0 but wrote no *.engine into {tmp} (log: {log_path})",
+                              log_tail=_tail(log_path))
+        stamp = {"argv": argv, "tensorrt_llm": image.trtllm, "image": image.ref, "runtime": runner.name,
+                 "recipe": recipe.name, "built_at": now_iso()}
+        (tmp / ENGINE_STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
+    return BuildOutcome(layout.engine, argv, log_path, duration_s=round(time.monotonic() - t0, 3),
+                        engine_bytes=tree_size(layout.engine), tensorrt_llm=image.trtllm)
 
 
 def _tail(log_path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:

@@ -97,9 +97,17 @@ def test_not_applicable_on_cpu_and_for_pytorch():
     assert not_applicable(load_recipe(SPARK)) is None
 
 
+def _build_command(recipe, **kwargs):
+    """What `orchestrator build` runs: run_build inside the pipeline's standalone stage (lock, manifest)."""
+    from orchestrator.pipeline.execute import run_standalone
+
+    return run_standalone(recipe, "build", lambda: run_build(recipe, LocalRunner(echo=kwargs.pop("echo", False)),
+                                                             **kwargs))
+
+
 def test_build_with_standin_renames_engine_and_records_how(standin_build, recipe, capsys):
     layout = WorkdirLayout(recipe.resolved_workdir)
-    outcome = run_build(recipe, LocalRunner(echo=True))
+    outcome = _build_command(recipe, echo=True)
     assert not outcome.skipped and outcome.engine == layout.engine
     assert (layout.engine / "rank0.engine").is_file() and not (layout.root / ".engine.partial").exists()
     stamp = json.loads((layout.engine / ENGINE_STAMP).read_text())
@@ -108,11 +116,12 @@ def test_build_with_standin_renames_engine_and_records_how(standin_build, recipe
     assert log.startswith("$ trtllm-build --checkpoint_dir") and "stand-in trtllm-build: done" in log
     assert "stand-in trtllm-build: done" in capsys.readouterr().out  # streamed, not only logged
     record = load_manifest(layout.manifest).stages["build"]
-    assert record.status == "done" and record.artifacts["engine"]["bytes"] > 1000
+    assert record.status == "done" and record.artifacts["engine"]["bytes"] > 1000 and record.fingerprint
+    assert record.versions["tensorrt_llm"] == "1.2.0rc6" and record.metrics["skipped"] is False
 
-    again = run_build(recipe, LocalRunner(echo=False))
-    assert again.skipped
-    forced = run_build(recipe, LocalRunner(echo=False), force=True)
+    again = _build_command(recipe)
+    assert again.skipped and load_manifest(layout.manifest).stages["build"].metrics["skipped"] is True
+    forced = _build_command(recipe, force=True)
     assert not forced.skipped
 
 
@@ -120,7 +129,7 @@ def test_failed_build_leaves_no_engine_and_shows_the_last_30_lines(standin_build
     layout = WorkdirLayout(recipe.resolved_workdir)
     monkeypatch.setenv("STANDIN_BUILD_FAIL", "7")
     with pytest.raises(StageFailed) as info:
-        run_build(recipe, LocalRunner(echo=False))
+        _build_command(recipe)
     assert info.value.exit_code == 1 and "exited with code 7" in info.value.message
     assert len(info.value.details) == 30 and info.value.details[-1].endswith("out of memory (simulated)")
     assert not layout.engine.exists() and not (layout.root / ".engine.partial").exists()
