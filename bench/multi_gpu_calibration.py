@@ -21,6 +21,7 @@ import copy
 import json
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -121,13 +122,15 @@ def main() -> None:
     parser.add_argument("--runs", default="one,one,layers,fsdp2", help="a repeated run shows GPU run-to-run variation")
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=8, help="per forward (per rank for fsdp2)")
-    parser.add_argument("--scratch", type=Path, default=Path("/tmp/multi-gpu-bench"))
+    parser.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()),
+                        help="where a fresh folder for the model and workdirs is made (and removed)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
     import torch
 
     args.scratch.mkdir(parents=True, exist_ok=True)
+    args.scratch = Path(tempfile.mkdtemp(prefix="multi-gpu-bench-", dir=args.scratch))  # only ours is removed
     report: dict = {"torch": torch.__version__, "gpus": [torch.cuda.get_device_name(i)
                                                          for i in range(torch.cuda.device_count())]}
     source = None

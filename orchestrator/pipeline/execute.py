@@ -162,7 +162,7 @@ def _serve_and_bench(recipe, ctx: StageContext, manifest: Manifest, fingerprints
 
 
 def run_standalone(recipe, name: str, work: Callable[[], Any]) -> Any:
-    """One stage as its own command (`orchestrator quantize|convert|verify|eval`): the same workdir lock,
+    """One stage as its own command (`orchestrator quantize|convert|build|verify|eval`): the same workdir lock,
     fingerprint and manifest record as inside `run`, so a later `run` counts it as up to date."""
     import dataclasses
 

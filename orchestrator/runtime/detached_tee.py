@@ -24,14 +24,16 @@ from orchestrator.runtime.local import FORWARDED_SIGNALS, _tee
 def main(argv: list[str]) -> int:
     split = argv.index("--")
     log_path, secret_names, command = Path(argv[0]), tuple(argv[1:split]), argv[split + 1:]
+    log = open(log_path, "ab")  # before the job starts: a job with no reader would die on its next write
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     # Only after the start: an ignored signal would be inherited by the job.
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
-    _tee(proc.stdout, open(log_path, "ab"), False, Redactor(dict(os.environ), secret_names))
+    _tee(proc.stdout, log, False, Redactor(dict(os.environ), secret_names))
     code = proc.wait()
     if code < 0:  # end by the same signal, so whoever polls us sees what the job saw
-        signal.signal(-code, signal.SIG_DFL)
+        if -code != signal.SIGKILL:  # SIGKILL's disposition cannot be set, and needs no reset
+            signal.signal(-code, signal.SIG_DFL)
         os.kill(os.getpid(), -code)
     return code
 

@@ -257,12 +257,14 @@ class LocalRunner:
         log = _start_log(job)
         if detach:
             # The tee outlives us too: detached_tee.py masks secrets in the job's output as _tee does here.
-            log.close()
+            # Its own errors (if it cannot start) land in the same log.
             tee_argv = [sys.executable, "-m", "orchestrator.runtime.detached_tee", str(job.log_path),
                         *job.secret_env, "--", *argv]
-            proc = subprocess.Popen(tee_argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                    stdin=subprocess.DEVNULL, cwd=job.cwd, env=_environment(job),
-                                    start_new_session=True)
+            log.close()
+            with open(job.log_path, "ab") as appended:  # append mode, like the tee's own writes
+                proc = subprocess.Popen(tee_argv, stdout=appended, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, cwd=job.cwd, env=_environment(job),
+                                        start_new_session=True)
             return LocalHandle(proc.pid, job.log_path, proc)
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=job.cwd, env=_environment(job), start_new_session=True)

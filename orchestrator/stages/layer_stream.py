@@ -41,17 +41,18 @@ from orchestrator.errors import UserError
 DEFAULT_WINDOW = 2
 
 
-def decoder_layers(model, purpose: str = "quantize.memory=stream") -> Any:
+def decoder_layers(model, purpose: str = "quantize.memory=stream",
+                   instead: str = "quantize.memory=offload (accelerate)") -> Any:
     """The decoder layers modelopt's layerwise calibration and streaming export walk (one discovery for all).
 
-    Also the units FSDP2 shards (quantize_fsdp.py); `purpose` names the setting in the error.
+    Also the units FSDP2 shards (quantize_fsdp.py); the error names `purpose` and what to use `instead`.
     """
     from modelopt.torch.quantization.utils.layerwise_calib import LayerActivationCollector
 
     layers = LayerActivationCollector.get_decoder_layers(model)
     if layers is None or len(layers) == 0:
         raise UserError(f"{purpose}: modelopt finds no decoder layers in {type(model).__name__}",
-                        hint="use quantize.memory=offload, or quantize.parallel=layers, for this architecture")
+                        hint=f"use {instead} for this architecture")
     return layers
 
 

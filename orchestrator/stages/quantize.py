@@ -3,16 +3,20 @@
 `quantize(recipe)` resolves the model (fetch), picks the device, draws the calibration
 samples, runs `mtq.quantize` with the recipe's config, saves the quantizer state (so
 convert never calibrates again) and exports <workdir>/checkpoint-hf with the tokenizer and
-an orchestrator.json saying how it was made. Both directories appear atomically. The
-result carries the in-memory quantized model, so `convert(recipe, model=result.model)`
-in the same process does not load the model again.
+an orchestrator.json saying how it was made. Both directories appear atomically. When
+this process calibrated, the result carries the in-memory quantized model, so
+`convert(recipe, model=result.model)` in the same process does not load the model again;
+after FSDP2 ranks (below) it carries none, and convert restores the saved state.
 
 `quantize_and_export` is the core on a loaded model (calibrate, save the state, export);
-bench/quantize.py times that same function on a synthetic model. Where the weights live
-(`quantize.memory`, resolved by `choose_memory`): gpu, wholly on the GPU; stream, in CPU
-memory with each decoder layer visiting the GPU once (layer_stream.py); offload,
-accelerate's device_map (every batch re-sends the offloaded weights); layerwise, on the
-GPU with modelopt's resumable layerwise calibration.
+bench/quantize.py times that same function on a synthetic model, and every FSDP2 rank runs
+it. Where the weights live (`quantize.memory`, resolved by `choose_memory`): gpu, wholly on
+the GPU (with `quantize.parallel: layers` and several GPUs: whole decoder layers on each in
+turn); stream, in CPU memory with each decoder layer visiting the GPU once
+(layer_stream.py); offload, accelerate's device_map (every batch re-sends the offloaded
+weights); layerwise, on the GPU with modelopt's resumable layerwise calibration; fsdp2
+(`quantize.gpus` > 1, `parallel: fsdp2`), split over the GPUs by torchrun ranks
+(quantize_fsdp.py), which this process only starts.
 """
 
 from __future__ import annotations
@@ -126,6 +130,17 @@ def placement_after_ranks(weights_bytes: int, free_per_gpu: list[int]) -> str:
     return "stream"
 
 
+def check_fits_ranks(weights_bytes: int, gpu_bytes: list[int]) -> None:
+    """UserError, before any rank reads the checkpoint, when the weights cannot fit the GPUs' memory together."""
+    gpus, total = len(gpu_bytes), sum(gpu_bytes)
+    if weights_bytes > GPU_FIT_FRACTION * total:
+        raise UserError(f"quantize.gpus={gpus}: the model's {weights_bytes / 2**30:.1f} GiB of weights exceed "
+                        f"{GPU_FIT_FRACTION:.0%} of the {total / 2**30:.0f} GiB the {gpus} GPUs hold together, "
+                        "so FSDP2 ranks cannot shard it",
+                        hint="raise quantize.gpus, or use quantize.gpus: 1 with quantize.memory: stream "
+                             "(weights in CPU memory, one layer at a time on the GPU)")
+
+
 def calibration_gpus(recipe) -> int:
     """How many GPUs calibration spreads the model over; UserError when this host has fewer."""
     import torch
@@ -141,9 +156,17 @@ def resolve_memory(path: Path, recipe, device: str, *, ranks: bool = True) -> st
     """`choose_memory` for the model at `path` (its safetensors size) and the free memory of the GPUs it may use.
 
     ranks=False: for a model this process loads itself, which after an fsdp2 quantize (the ranks
-    gone) is `placement_after_ranks`.
+    gone) is `placement_after_ranks`. For the ranks themselves nothing here touches the GPUs
+    (a CUDA context in this process would hold memory the ranks need all the while they run).
     """
     weights = sum(p.stat().st_size for p in Path(path).glob("*.safetensors"))
+    if ranks and device == "cuda" and recipe.quantize.multi_gpu == "fsdp2":
+        import torch
+
+        # Total, not free, memory: reading free memory would create a CUDA context here.
+        check_fits_ranks(weights, [torch.cuda.get_device_properties(i).total_memory
+                                   for i in range(calibration_gpus(recipe))])
+        return "fsdp2"
     free = [0]
     if device == "cuda":
         import torch
@@ -304,7 +327,6 @@ def quantize(recipe, *, progress: ProgressFn | None = None) -> QuantizeResult:
     layout = WorkdirLayout(recipe.resolved_workdir)
     cal = recipe.quantize.calibration
     clock = instrument.Stopwatch()
-    instrument.reset_gpu_peak()
     location = resolve_model(recipe)
     device = choose_device(recipe)
     with instrument.library_output_to(layout.log("quantize")):
@@ -334,9 +356,10 @@ def quantize(recipe, *, progress: ProgressFn | None = None) -> QuantizeResult:
         if calibration["layerwise"]:
             shutil.rmtree(layout.layerwise_checkpoints, ignore_errors=True)  # resume cache, spent
     load_s = run.load_s
-    peak_gpu = instrument.peak_gpu_gb()
     if run.ranks:
         peak_gpu = max((r["gpu_gib"] or 0.0) for r in run.ranks["peak_per_rank"]) if device == "cuda" else None
+    else:
+        peak_gpu = instrument.peak_gpu_gb()
     return QuantizeResult(
         checkpoint_dir=layout.checkpoint_hf, state_dir=layout.modelopt_state, device=device,
         format=recipe.quantize.format.value, started_at=clock.started_at, duration_s=clock.elapsed, load_s=load_s,
@@ -363,6 +386,7 @@ def _calibrate_here(recipe, location, data, device, memory, layout, state_dir, e
     from orchestrator.stages.calibration import ForwardLoop, cpu_batch_size, forward_kwargs
     from orchestrator.stages.quant_config import build_quant_config, is_layerwise
 
+    instrument.reset_gpu_peak()
     clock = instrument.Stopwatch()
     cal = recipe.quantize.calibration
     model = load_model(location.path, recipe, device, memory)
@@ -405,6 +429,7 @@ def _calibrate_sharded(recipe, location, data, device, memory, layout, state_dir
     from orchestrator.stages import quantize_fsdp
 
     ranks = calibration_gpus(recipe)
+    quantize_fsdp.empty_model(str(location.path), torch_dtype(recipe), recipe.model.trust_remote_code)
     batch_size = fsdp_batch_size(recipe, ranks, device)
     job = quantize_fsdp.FsdpJob(recipe=recipe_dict(recipe), model_path=str(location.path), ranks=ranks, device=device,
                                 batch_size=batch_size, export_dir=str(export_dir), state_dir=str(state_dir),

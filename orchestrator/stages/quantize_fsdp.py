@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.atomic import atomic_write_json
-from orchestrator.errors import StageFailed
+from orchestrator.errors import StageFailed, UserError
 from orchestrator.stages.progress import ProgressFn
 
 JOB_FILE = "job.json"
@@ -134,22 +134,37 @@ def rank_batches(samples: int, batch_size: int, rank: int, world: int) -> list[t
     return [batches[(rank + k * world) % len(batches)] for k in range(rounds)]
 
 
-def _sharded_model(path: str, dtype, trust_remote_code: bool, device: str, rank: int):
-    """The model with every decoder layer (and the root) under FSDP2, weights broadcast from rank 0."""
-    import torch
+def empty_model(path: str, dtype, trust_remote_code: bool):
+    """The model on the meta device (constructor-made buffers real) and its decoder layers, the units FSDP2 shards.
+
+    The parent calls it before starting the ranks, so a model they could not load or shard is
+    a one-line UserError rather than a failed rank.
+    """
     from accelerate import init_empty_weights
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-    from torch.distributed.fsdp import fully_shard
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from orchestrator.stages.layer_stream import decoder_layers
 
-    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
-    with init_empty_weights(include_buffers=False):
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=trust_remote_code)
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+        with init_empty_weights(include_buffers=False):
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load the model from {path}: {exc}".splitlines()[0]) from None
+    return model, decoder_layers(model, purpose="quantize.parallel=fsdp2", instead="quantize.parallel=layers")
+
+
+def _sharded_model(path: str, dtype, trust_remote_code: bool, device: str, rank: int):
+    """The model with every decoder layer (and the root) under FSDP2, weights broadcast from rank 0."""
+    import torch
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+    from torch.distributed.fsdp import fully_shard
+    from transformers import AutoModelForCausalLM
+
+    model, layers = empty_model(path, dtype, trust_remote_code)
     # Buffers the model computes at construction (rotary inv_freq) are in no checkpoint: keep them.
     buffers = {name: buffer.clone() for name, buffer in model.named_buffers()}
-    for layer in decoder_layers(model, purpose="quantize.parallel=fsdp2"):
+    for layer in layers:
         fully_shard(layer)
     fully_shard(model)
     model.to_empty(device=device)

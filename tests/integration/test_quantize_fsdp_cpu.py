@@ -113,3 +113,15 @@ def test_a_failing_rank_fails_the_stage_with_the_log_tail_and_leaves_no_result(t
     log = (tmp_path / "ranks.log").read_text()
     assert "[rank0]" in log and "[rank1]" in log and str(missing) in log
     assert not (tmp_path / "job" / "result.json").exists() and not (tmp_path / "export").exists()
+
+
+def test_a_model_the_ranks_could_not_load_is_a_one_line_user_error_before_they_start(tmp_path):
+    import torch
+
+    from orchestrator.errors import UserError
+    from orchestrator.stages.quantize_fsdp import empty_model
+
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(UserError) as refused:
+        empty_model(str(tmp_path), torch.bfloat16, False)
+    assert refused.value.message.startswith(f"cannot load the model from {tmp_path}") and "\n" not in refused.value.message

@@ -123,6 +123,17 @@ def test_detached_child_output_is_redacted_in_its_log(tmp_path):
     assert "token is ***" in text and secret not in text
 
 
+def test_a_detached_child_killed_by_sigkill_is_seen_killed(tmp_path):
+    script = "import os, signal; print('going', flush=True); os.kill(os.getpid(), signal.SIGKILL)"
+    handle = LocalRunner(echo=False).start(job(tmp_path, PY, "-c", script), detach=True)
+    deadline = time.monotonic() + 20
+    while handle.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert handle.poll() == -signal.SIGKILL
+    log = (tmp_path / "logs" / "t.log").read_text()
+    assert "going" in log and "Traceback" not in log
+
+
 def test_attach_to_a_reused_pid_sees_the_server_gone(tmp_path):
     state = {"runtime": "local", "pid": os.getpid(), "start_ticks": 1, "log_path": str(tmp_path / "x.log")}
     assert LocalRunner().attach(state).poll() == 0  # our own pid, but another start time: not the server

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.stages.quantize import GPU_FIT_FRACTION, choose_memory, placement_after_ranks
+from orchestrator.errors import UserError
+from orchestrator.stages.quantize import (
+    GPU_FIT_FRACTION,
+    check_fits_ranks,
+    choose_memory,
+    placement_after_ranks,
+)
 
 GIB = 2**30
 
@@ -45,6 +51,13 @@ def test_several_gpus_with_fsdp2_always_calibrate_as_ranks_and_cpu_never_does():
 ])
 def test_after_the_ranks_one_process_places_the_model_where_it_fits(weights, free, expected):
     assert placement_after_ranks(weights, free) == expected
+
+
+def test_fsdp2_refuses_up_front_a_model_the_gpus_cannot_hold_together():
+    check_fits_ranks(82 * GIB, [80 * GIB, 80 * GIB])  # the 30-layer run of docs/PERFORMANCE.md
+    with pytest.raises(UserError, match="quantize.gpus=2: the model's 263.0 GiB") as refused:
+        check_fits_ranks(263 * GIB, [80 * GIB, 80 * GIB])  # Mixtral-8x22B on 2 H100
+    assert "quantize.memory: stream" in refused.value.hint
 
 
 def test_with_layerwise_turns_layerwise_on_without_touching_the_input():
