@@ -4,7 +4,8 @@
 calibration samples as usual, writes a job directory (job.json + calibration.safetensors) and
 runs, through the local runner,
 
-    python -m torch.distributed.run --standalone --nproc-per-node N -m orchestrator.stages.quantize_fsdp JOB_DIR
+    python -m torch.distributed.run --nnodes 1 --rdzv-backend c10d --rdzv-endpoint 127.0.0.1:0
+        --local-addr 127.0.0.1 --nproc-per-node N -m orchestrator.stages.quantize_fsdp JOB_DIR
 
 Each rank then
 - builds the model on the meta device, applies `fully_shard` to every decoder layer and to the
@@ -34,6 +35,7 @@ import re
 import shutil
 import sys
 import threading
+import uuid
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -50,6 +52,7 @@ LOG_TAIL_LINES = 30
 # Rank 0 reads the whole checkpoint while the others wait in the first collective: NCCL's default
 # 10 minutes is too short for a few hundred GB from a slow disk.
 COLLECTIVE_TIMEOUT = timedelta(hours=2)
+LOOPBACK = "127.0.0.1"
 BATCH_LINE = re.compile(r"^calibration batch (\d+)/(\d+)$")  # what rank 0 prints after each forward
 PROGRESS_TASK = "calibration batches (each rank)"
 
@@ -82,11 +85,7 @@ def run(job: FsdpJob, input_ids, job_dir: Path, log_path: Path, progress: Progre
     (job_dir / RESULT_FILE).unlink(missing_ok=True)
     atomic_write_json(job_dir / JOB_FILE, asdict(job))
     save_file({"input_ids": input_ids.contiguous()}, str(job_dir / DATA_FILE))
-    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={job.ranks}",
-            "-m", "orchestrator.stages.quantize_fsdp", str(job_dir)]
-    # torchrun sets OMP_NUM_THREADS=1 unless told; CPU ranks would then calibrate on one core each.
-    threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // job.ranks))
-    handle = LocalRunner(echo=False).start(Job("quantize", argv, log_path, env={"OMP_NUM_THREADS": threads}))
+    handle = LocalRunner(echo=False).start(Job("quantize", torchrun_argv(job, job_dir), log_path, env=rank_env(job)))
     done = threading.Event()
     watcher = threading.Thread(target=_report_batches, args=(log_path, progress, done), daemon=True)
     if progress:
@@ -104,6 +103,28 @@ def run(job: FsdpJob, input_ids, job_dir: Path, log_path: Path, progress: Progre
     report = json.loads(result.read_text())
     shutil.rmtree(job_dir, ignore_errors=True)  # kept after a failure, for a look at what the ranks were given
     return report
+
+
+def torchrun_argv(job: FsdpJob, job_dir: Path) -> list[str]:
+    """The ranks all run on this host, so every address is loopback.
+
+    Left to itself torchrun tells the ranks to meet at this machine's FQDN, which a container or CI sandbox
+    often cannot resolve (the ranks then retry for 5 minutes) or resolves to an address they cannot reach.
+    """
+    # What --standalone sets (a c10d store on a free port, a fresh run id), with the address spelt as loopback:
+    # --standalone says "localhost", a name too.
+    return [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--rdzv-backend=c10d",
+            f"--rdzv-endpoint={LOOPBACK}:0", f"--rdzv-id={uuid.uuid4()}", f"--local-addr={LOOPBACK}",
+            f"--nproc-per-node={job.ranks}", "-m", "orchestrator.stages.quantize_fsdp", str(job_dir)]
+
+
+def rank_env(job: FsdpJob) -> dict[str, str]:
+    """What the ranks need beyond our environment; a value the user set wins."""
+    # torchrun sets OMP_NUM_THREADS=1 unless told; CPU ranks would then calibrate on one core each.
+    env = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // job.ranks))}
+    if job.device != "cuda":  # gloo picks its interface from the hostname too; loopback reaches every rank here
+        env["GLOO_SOCKET_IFNAME"] = os.environ.get("GLOO_SOCKET_IFNAME") or "lo"
+    return env
 
 
 def _report_batches(log_path: Path, progress: ProgressFn | None, done: threading.Event) -> None:

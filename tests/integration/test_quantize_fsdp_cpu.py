@@ -37,6 +37,7 @@ SAMPLES, BATCH = 24, 8
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
+    from orchestrator.errors import StageFailed
     from orchestrator.recipe.loader import validate_recipe
     from orchestrator.stages import quantize as stage
 
@@ -53,7 +54,10 @@ def runs(tmp_path_factory):
         patch.setattr(stage, "calibration_gpus", lambda _recipe: 2)
         patch.setattr(stage, "resolve_memory", lambda *_args: "fsdp2")
         heard = []
-        two = stage.quantize(recipe("two"), progress=lambda *call: heard.append(call))
+        try:
+            two = stage.quantize(recipe("two"), progress=lambda *call: heard.append(call))
+        except StageFailed as failed:  # the ranks' log is the only account of what went wrong: show it
+            pytest.fail(f"{failed}\n" + "\n".join(failed.details or []), pytrace=False)
     return {"one": one, "two": two, "recipe_one": recipe("one"), "recipe_two": recipe("two"), "heard": heard}
 
 
