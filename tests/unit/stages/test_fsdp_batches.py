@@ -1,4 +1,4 @@
-"""How FSDP2 ranks share the calibration batches (quantize_fsdp.rank_batches)."""
+"""FSDP2 ranks: how they share the calibration batches (rank_batches) and how torchrun starts them (argv, env)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def _job(device: str):
 
 def test_the_ranks_meet_on_loopback_not_at_the_hostname(tmp_path):
     """torchrun's default meeting point is the FQDN; a CI sandbox whose hostname does not resolve, or resolves
-    to an unreachable address, then fails after 5 minutes of retries (seen in CI). All ranks are on this host."""
+    to an unreachable address, cannot start the ranks (CI failed so; reproduced here). All ranks are on this host."""
     from orchestrator.stages.quantize_fsdp import torchrun_argv
 
     argv = torchrun_argv(_job("cuda"), tmp_path)
